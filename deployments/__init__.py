@@ -1,0 +1,1 @@
+"""Model deployments (one Serve deployment per served model) and the engines they wrap."""

@@ -1,0 +1,45 @@
+"""Token-by-token detokenization with stop strings: emit only text that can no longer change or be cut."""
+
+from __future__ import annotations
+
+
+class IncrementalText:
+    def __init__(self, tokenizer, stops: list[str]) -> None:
+        self._tokenizer = tokenizer
+        self._stops = stops
+        self.token_ids: list[int] = []
+        self._emitted = 0  # characters of the decoded text already sent
+
+    def add(self, token_id: int) -> tuple[str, bool]:
+        """Append one token; returns (new text to send, whether a stop string ended the output)."""
+        self.token_ids.append(token_id)
+        text = self._decode()
+        if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
+            return "", False
+        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            return self._take(text, max(cut, self._emitted)), True
+        return self._take(text, len(text) - self._held_back(text)), False
+
+    def flush(self) -> str:
+        """Everything not yet sent, at the end of generation."""
+        text = self._decode().rstrip("\ufffd")
+        return self._take(text, len(text))
+
+    def _decode(self) -> str:
+        return self._tokenizer.decode(self.token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _held_back(self, text: str) -> int:
+        # Hold the longest tail that could still grow into a stop string.
+        longest = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(text)), longest, -1):
+                if stop.startswith(text[-size:]):
+                    longest = size
+                    break
+        return longest
+
+    def _take(self, text: str, end: int) -> str:
+        piece = text[self._emitted:end] if end > self._emitted else ""
+        self._emitted = max(self._emitted, end)
+        return piece

@@ -1,0 +1,100 @@
+"""Engine-neutral interfaces and the typed outputs that cross from model replicas to the gateway.
+
+Pure dataclasses: the gateway imports this module, so it must never import an engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol
+
+from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.chat import ChatCompletionRequest
+
+
+@dataclass
+class ChoiceDelta:
+    """New text for one choice; `finish_reason` set on that choice's last delta."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass
+class GenerationStep:
+    """One engine step's output for a request; the last step carries `usage`."""
+
+    deltas: list[ChoiceDelta] = field(default_factory=list)
+    usage: "TokenUsage | None" = None
+
+
+@dataclass
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] | None = None
+
+
+@dataclass
+class Transcription:
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment]
+
+
+class TextEngine(Protocol):
+    """Streams generation steps for a chat request; closing the iterator cancels the request."""
+
+    def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]: ...
+
+    async def check_health(self) -> None: ...
+
+
+class SpeechEngine(Protocol):
+    async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription: ...
+
+    async def check_health(self) -> None: ...
+
+
+@dataclass
+class Completion:
+    """A whole (non-streamed) chat completion: (text, finish_reason) per choice."""
+
+    choices: list[tuple[str, str | None]]
+    usage: TokenUsage
+
+
+async def collect(steps: AsyncIterator[GenerationStep], n: int) -> Completion:
+    """Fold a step stream into a Completion; the one place streamed and whole answers meet."""
+    texts = [""] * n
+    finishes: list[str | None] = [None] * n
+    usage = TokenUsage(0, 0)
+    async for step in steps:
+        for delta in step.deltas:
+            texts[delta.index] += delta.text
+            finishes[delta.index] = delta.finish_reason or finishes[delta.index]
+        usage = step.usage or usage
+    return Completion(list(zip(texts, finishes)), usage)

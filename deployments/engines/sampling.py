@@ -1,0 +1,115 @@
+"""Per-row logits processing and sampling for a batch whose rows each carry their own OpenAI/vLLM parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from serve_app.protocol.chat import ChatCompletionRequest
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+
+    @classmethod
+    def from_request(cls, request: ChatCompletionRequest, choice_index: int) -> "SamplingParams":
+        seed = request.seed
+        return cls(
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            top_k=max(request.top_k or 0, 0),
+            min_p=request.min_p or 0.0,
+            repetition_penalty=request.repetition_penalty or 1.0,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            # n seeded choices must differ from each other yet repeat across calls.
+            seed=None if seed is None else seed + choice_index,
+        )
+
+
+class BatchSampler:
+    """Holds each row's parameters and token history; rows can be dropped as sequences finish."""
+
+    def __init__(self, params: list[SamplingParams], prompts: list[list[int]], vocab_size: int) -> None:
+        self._params = list(params)
+        self._temperature = torch.tensor([p.temperature for p in params]).unsqueeze(1)
+        self._top_p = torch.tensor([p.top_p for p in params]).unsqueeze(1)
+        self._top_k = torch.tensor([p.top_k for p in params])
+        self._min_p = torch.tensor([p.min_p for p in params]).unsqueeze(1)
+        self._rep = torch.tensor([p.repetition_penalty for p in params]).unsqueeze(1)
+        self._presence = torch.tensor([p.presence_penalty for p in params]).unsqueeze(1)
+        self._frequency = torch.tensor([p.frequency_penalty for p in params]).unsqueeze(1)
+        self._generators = [_generator(p.seed) for p in params]
+        self._penalized = bool((self._rep != 1).any() or (self._presence != 0).any() or (self._frequency != 0).any())
+        self._seen = self._counts = None
+        if self._penalized:
+            # repetition_penalty looks at prompt and output (as vLLM); presence/frequency at output only (OpenAI).
+            self._seen = torch.zeros(len(params), vocab_size, dtype=torch.bool)
+            for row, ids in enumerate(prompts):
+                self._seen[row, torch.tensor([i for i in ids if i < vocab_size], dtype=torch.long)] = True
+            self._counts = torch.zeros(len(params), vocab_size)
+
+    def select(self, rows: list[int]) -> None:
+        index = torch.tensor(rows, dtype=torch.long)
+        self._params = [self._params[r] for r in rows]
+        self._generators = [self._generators[r] for r in rows]
+        for name in ("_temperature", "_top_p", "_top_k", "_min_p", "_rep", "_presence", "_frequency", "_seen", "_counts"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.index_select(0, index))
+
+    def observe(self, tokens: torch.Tensor) -> None:
+        if self._penalized:
+            rows = torch.arange(tokens.shape[0])
+            self._counts[rows, tokens] += 1
+            self._seen[rows, tokens] = True
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self._penalized:
+            logits = self._penalize(logits)
+        greedy = (self._temperature.squeeze(1) < 1e-5)
+        chosen = logits.argmax(dim=-1)
+        if bool(greedy.all()):
+            return chosen
+        probs = self._filtered_probs(logits / self._temperature.clamp(min=1e-5))
+        for row in range(probs.shape[0]):
+            if not greedy[row]:
+                chosen[row] = torch.multinomial(probs[row], 1, generator=self._generators[row])[0]
+        return chosen
+
+    def _penalize(self, logits: torch.Tensor) -> torch.Tensor:
+        penalized = torch.where(logits > 0, logits / self._rep, logits * self._rep)
+        logits = torch.where(self._seen, penalized, logits)
+        return logits - self._frequency * self._counts - self._presence * (self._counts > 0)
+
+    def _filtered_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        ranks = torch.arange(logits.shape[-1]).unsqueeze(0)
+        k = torch.where(self._top_k > 0, self._top_k, logits.shape[-1]).unsqueeze(1)
+        drop = ranks >= k
+        # top_p: keep the smallest prefix whose mass reaches top_p (the first token always stays).
+        drop |= (sorted_probs.cumsum(dim=-1) - sorted_probs) >= self._top_p
+        drop |= sorted_probs < self._min_p * sorted_probs[:, :1]
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        filtered = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        return filtered.softmax(dim=-1)
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed % (2**63))
+    return generator

@@ -1,0 +1,1 @@
+"""OpenAI-compatible gateway (the Ray Serve ingress) and its application builder."""

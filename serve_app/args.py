@@ -1,0 +1,123 @@
+"""Configuration schema: the YAML `args` of the Serve application, validated once on the way in."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ModelKind = Literal["text", "multimodal", "speech"]
+EngineName = Literal["transformers", "vllm", "faster-whisper"]
+
+_ENGINES_BY_KIND: dict[str, set[str]] = {
+    "text": {"transformers", "vllm"},
+    "multimodal": {"transformers", "vllm"},
+    "speech": {"faster-whisper"},
+}
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSource(_Strict):
+    """Where the weights come from: exactly one of `hub`, `path` or `package`."""
+
+    hub: str | None = Field(None, description="Model hub repository id, e.g. Qwen/Qwen2.5-7B-Instruct.")
+    path: str | None = Field(
+        None, description="Local file or folder; with `package`, a path inside that package's folder."
+    )
+    package: str | None = Field(
+        None, description="Importable name of an installed Python package that ships the weights."
+    )
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "ModelSource":
+        if self.hub is not None and (self.package is not None or self.path is not None):
+            raise ValueError("`hub` cannot be combined with `path` or `package`")
+        if self.hub is None and self.package is None and self.path is None:
+            raise ValueError("give one of `hub`, `path`, or `package` (optionally with `path`)")
+        return self
+
+
+class DeploymentOptions(_Strict):
+    """Ray Serve options for one model deployment; passed to `Deployment.options`."""
+
+    num_replicas: int | Literal["auto"] | None = Field(None, description="Fixed replica count (omit to autoscale).")
+    autoscaling_config: dict[str, Any] | None = Field(
+        None, description="Ray Serve autoscaling_config: min_replicas, max_replicas, target_ongoing_requests, ..."
+    )
+    max_ongoing_requests: int | None = Field(None, ge=1, description="Requests one replica runs at once.")
+    max_queued_requests: int | None = Field(None, description="Requests queued per caller before rejection (-1: no cap).")
+    ray_actor_options: dict[str, Any] | None = Field(
+        None, description="num_cpus, num_gpus, memory, resources, runtime_env for each replica."
+    )
+    health_check_period_s: float | None = Field(None, gt=0, description="Seconds between replica health checks.")
+    health_check_timeout_s: float | None = Field(None, gt=0, description="Seconds before a health check fails.")
+
+    def as_serve_options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ModelConfig(_Strict):
+    """One served model: one Serve deployment."""
+
+    id: str = Field(description="Stable public model id, as listed by GET /v1/models.")
+    kind: ModelKind = Field(description="text, multimodal (text+image) or speech (transcription).")
+    engine: EngineName = Field(description="Inference engine that runs the model.")
+    source: ModelSource = Field(description="Where to load the weights from.")
+    owned_by: str = Field("self-hosted", description="`owned_by` shown in /v1/models.")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="Engine-specific options, passed to the engine unchanged."
+    )
+    deployment: DeploymentOptions = Field(
+        default_factory=DeploymentOptions, description="Ray Serve options for this model's deployment."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if not _MODEL_ID.match(self.id):
+            raise ValueError(f"model id {self.id!r} must be 1-128 chars of letters, digits and . _ : / -")
+        if self.engine not in _ENGINES_BY_KIND[self.kind]:
+            raise ValueError(f"engine {self.engine!r} cannot serve kind {self.kind!r}")
+        return self
+
+
+class LimitsConfig(_Strict):
+    """Request-size limits enforced by the gateway before any model work."""
+
+    max_audio_bytes: int = Field(26_214_400, gt=0, description="Largest audio upload (OpenAI: 25 MB).")
+    max_request_bytes: int = Field(
+        1_048_576 * 30, gt=0, description="Largest JSON request body (room for base64 images)."
+    )
+
+
+class IngressConfig(_Strict):
+    """Ray Serve options for the gateway deployment (CPU only)."""
+
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+
+class AppArgs(_Strict):
+    """The whole application: served models, limits and the gateway's own deployment options."""
+
+    models: list[ModelConfig] = Field(min_length=1, description="Models served behind the endpoint.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    api_key_hashes: list[str] = Field(
+        default_factory=list,
+        description="sha256 hex digests of accepted API keys, in addition to ENDPOINT_API_KEYS.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "AppArgs":
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model ids: {dupes}")
+        for digest in self.api_key_hashes:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError("api_key_hashes entries must be 64 lowercase hex chars (sha256)")
+        return self

@@ -1,0 +1,53 @@
+"""Size-capped request body reading: oversized uploads are refused before (or while) they are read."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+
+from serve_app.errors import FileTooLarge, InvalidRequest
+
+
+def too_large(limit: int, what: str) -> FileTooLarge:
+    return FileTooLarge(f"file too large: {what} exceeds the maximum of {limit:,} bytes.", param="file")
+
+
+async def read_capped(request: Request, limit: int, what: str, slack: int = 0) -> bytes:
+    """Read at most `limit + slack` bytes (slack: multipart framing around a file capped at `limit`)."""
+    cap = limit + slack
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise too_large(limit, what)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise too_large(limit, what)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    raw = await read_capped(request, limit, "the request body")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def replay(body: bytes):
+    """An ASGI receive callable that hands an already-read body to a new Request (for form parsing)."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive

@@ -1,0 +1,111 @@
+"""The one error channel: typed API errors and the OpenAI error envelope they render to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+
+class APIError(Exception):
+    """An error the client should see, with its HTTP status and OpenAI `type`/`code`."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+
+    def __reduce__(self):
+        # Keep the error intact when it crosses a Ray process boundary.
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.headers))
+
+
+def _rebuild(cls, message, param, code, headers):
+    return cls(message, param=param, code=code, headers=headers)
+
+
+class InvalidRequest(APIError):
+    status_code = 400
+
+
+class AuthenticationFailed(APIError):
+    status_code = 401
+    default_code = "invalid_api_key"
+
+    def __init__(self, message: str = "Invalid API secret. Send it as `x-api-key: <SECRET>` or "
+                 "`Authorization: Bearer <SECRET>`.", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class ModelNotFound(APIError):
+    status_code = 404
+    default_code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param="model")
+
+
+class RouteNotFound(APIError):
+    status_code = 404
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"Invalid URL ({method} {path})")
+
+
+class MethodNotAllowed(APIError):
+    status_code = 405
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"Method {method} is not allowed for {path}")
+
+
+class FileTooLarge(APIError):
+    status_code = 413
+    default_code = "file_too_large"
+
+
+class UnsupportedFileType(APIError):
+    status_code = 415
+    default_code = "unsupported_file_type"
+
+
+class RateLimited(APIError):
+    status_code = 429
+    default_code = "rate_limit_exceeded"
+
+
+class ServiceUnavailable(APIError):
+    status_code = 503
+    error_type = "server_error"
+
+
+class ServerError(APIError):
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str = "The server had an error while processing your request.") -> None:
+        super().__init__(message)
+
+
+def error_response(error: APIError, request_id: str | None = None) -> JSONResponse:
+    headers = dict(error.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)

@@ -1,0 +1,54 @@
+"""The gateway's ASGI app: routes, middleware and error rendering; servable by Ray Serve or plain uvicorn."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serve_app.args import LimitsConfig
+from serve_app.errors import APIError, MethodNotAllowed, RouteNotFound, error_response
+from serve_app.middleware import AuthMiddleware, RequestContextMiddleware
+from serve_app.routes.audio import TranscriptionRoute
+from serve_app.routes.chat import ChatRoute
+from serve_app.routes.models import ModelsRoute
+from serve_app.routing import ModelRegistry
+from serve_app.security.auth import KeyStore
+
+
+async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(request.method, request.url.path))
+    return error_response(RouteNotFound(request.method, request.url.path))
+
+
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def create_gateway(
+    registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, behind_serve_proxy: bool = False
+) -> Starlette:
+    models = ModelsRoute(registry)
+    routes = [
+        Route("/health", _health, methods=["GET"]),
+        Route("/v1/models", models.list, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
+        Route("/v1/chat/completions", ChatRoute(registry, limits.max_request_bytes).handle, methods=["POST"]),
+        Route("/v1/audio/transcriptions", TranscriptionRoute(registry, limits.max_audio_bytes).handle, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(RequestContextMiddleware, echo_header=not behind_serve_proxy),
+            Middleware(AuthMiddleware, keys=keys),
+        ],
+        exception_handlers={APIError: _api_error, HTTPException: _http_error},
+    )

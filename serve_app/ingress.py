@@ -1,0 +1,31 @@
+"""The ingress deployment: builds the gateway app on each replica around handles to the model deployments."""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.args import AppArgs
+from serve_app.backends import SpeechBackend, TextBackend
+from serve_app.gateway import create_gateway
+from serve_app.routing import ModelRegistry, ServedModel
+from serve_app.security.auth import KeyStore
+
+
+@serve.ingress()
+class Gateway:
+    def __init__(self, args: dict, key_hashes: list[str], handles: dict[str, DeploymentHandle]) -> None:
+        self.args = AppArgs.model_validate(args)
+        self.keys = KeyStore(key_hashes)
+        self.registry = ModelRegistry([
+            ServedModel(
+                id=m.id,
+                kind=m.kind,
+                owned_by=m.owned_by,
+                backend=SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id]),
+            )
+            for m in self.args.models
+        ])
+
+    def __serve_build_asgi_app__(self):
+        return create_gateway(self.registry, self.keys, self.args.limits, behind_serve_proxy=True)

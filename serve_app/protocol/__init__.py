@@ -1,0 +1,1 @@
+"""OpenAI wire models: what clients send and receive, free of any engine."""

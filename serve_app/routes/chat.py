@@ -1,0 +1,72 @@
+"""POST /v1/chat/completions: validate, route to the model's deployment, answer whole or as SSE chunks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from deployments.engines.protocol import GenerationStep
+from serve_app.body import read_json
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.chat import (
+    ChatCompletionRequest,
+    chunk_body,
+    completion_body,
+    delta_choice,
+    usage_dict,
+)
+from serve_app.protocol.validation import parse_model
+from serve_app.routing import ModelRegistry
+from serve_app.streaming import sse_response
+
+
+class ChatRoute:
+    def __init__(self, registry: ModelRegistry, max_body_bytes: int) -> None:
+        self.registry = registry
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request) -> Response:
+        chat = parse_model(ChatCompletionRequest, await read_json(request, self.max_body_bytes))
+        model = self.registry.get(chat.model)
+        model.require("chat")
+        if chat.image_count():
+            model.require("image")
+            raise InvalidRequest("Image inputs are not enabled on this endpoint yet.", param="messages")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if not chat.stream:
+            result = await model.backend.complete(chat)
+            usage = usage_dict(result.usage.prompt_tokens, result.usage.completion_tokens)
+            return JSONResponse(completion_body(completion_id, chat.model, result.choices, usage))
+        steps = model.backend.stream(chat)
+        # Take the first step before answering, so errors found up front (context too long, bad params)
+        # still get their own status code instead of an in-stream error event.
+        first = await anext(steps)
+        return sse_response(_chunks(chat, completion_id, first, steps))
+
+
+async def _chunks(
+    chat: ChatCompletionRequest, completion_id: str, first: GenerationStep, rest: AsyncIterator[GenerationStep]
+) -> AsyncIterator[dict]:
+    created = int(time.time())
+    include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+
+    def chunk(choices: list[dict], usage: dict | None = None) -> dict:
+        return chunk_body(completion_id, created, chat.model, choices, usage, include_usage)
+
+    yield chunk([delta_choice(i, {"role": "assistant", "content": ""}, None) for i in range(chat.n)])
+    step = first
+    while True:
+        for d in step.deltas:
+            if d.text:
+                yield chunk([delta_choice(d.index, {"content": d.text}, None)])
+            if d.finish_reason:
+                yield chunk([delta_choice(d.index, {}, d.finish_reason)])
+        if step.usage is not None:
+            if include_usage:
+                yield chunk([], usage_dict(step.usage.prompt_tokens, step.usage.completion_tokens))
+            return
+        step = await anext(rest)

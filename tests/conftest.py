@@ -1,0 +1,27 @@
+"""Session-wide fixtures: the API secret and speech files synthesized once per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.media import convert, speech_wav
+
+API_KEY = "test-secret-" + "5f2c9a1e7b3d4c60"
+OTHER_KEY = "second-secret-" + "a81b9c"
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def speech_wav_file(speech_dir) -> Path:
+    return speech_wav(speech_dir / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def speech_mp3_file(speech_dir, speech_wav_file) -> Path:
+    return convert(speech_wav_file, speech_dir / "speech.mp3")

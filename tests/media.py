@@ -1,0 +1,33 @@
+"""Test media made on the spot: speech from espeak-ng, converted by ffmpeg; word error rate."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+SENTENCE = "The quick brown fox jumps over the lazy dog. Please call Stella and ask her to bring these things."
+
+
+def speech_wav(path: Path, text: str = SENTENCE) -> Path:
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+def convert(src: Path, dst: Path, *extra: str) -> Path:
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(src), *extra, str(dst)], check=True)
+    return dst
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(len(ref), 1)

@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from serve_app.args import AppArgs
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+MODEL = {"id": "m", "kind": "text", "engine": "transformers", "source": {"path": "/x"}}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    for app in yaml.safe_load(path.read_text())["applications"]:
+        AppArgs.model_validate(app["args"])
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"engine": "faster-whisper"}, "cannot serve kind"),
+    ({"id": "bad id"}, "model id"),
+    ({"source": {"hub": "a/b", "path": "/x"}}, "cannot be combined"),
+    ({"source": {}}, "give one of"),
+    ({"surprise": 1}, "Extra inputs"),
+])
+def test_bad_model_entries_fail(change, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        AppArgs.model_validate({"models": [{**MODEL, **change}]})
+
+
+def test_duplicate_ids_and_bad_hashes_fail():
+    with pytest.raises(ValidationError, match="duplicate"):
+        AppArgs.model_validate({"models": [MODEL, MODEL]})
+    with pytest.raises(ValidationError, match="sha256"):
+        AppArgs.model_validate({"models": [MODEL], "api_key_hashes": ["secret"]})

@@ -1,0 +1,68 @@
+import pytest
+
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.validation import param_path, parse_model
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def test_accepts_openai_fields_and_vllm_extras():
+    req = parse_model(ChatCompletionRequest, {
+        "model": "m", "messages": MSG, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "min_p": 0.05,
+        "repetition_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5, "max_tokens": 10,
+        "stop": "x", "seed": 7, "n": 2, "stream": True, "stream_options": {"include_usage": True},
+    })
+    assert req.top_k == 40 and req.stop_list() == ["x"] and req.token_budget() == 10 and req.n == 2
+
+
+def test_max_completion_tokens_wins_over_max_tokens():
+    req = parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "max_tokens": 5,
+                                              "max_completion_tokens": 9})
+    assert req.token_budget() == 9
+
+
+@pytest.mark.parametrize("body, param, fragment", [
+    ({"messages": MSG}, "model", "Missing required parameter"),
+    ({"model": "m"}, "messages", "Missing required parameter"),
+    ({"model": "m", "messages": []}, "messages", "Invalid value"),
+    ({"model": "m", "messages": MSG, "temperature": "hot"}, "temperature", "Invalid value"),
+    ({"model": "m", "messages": MSG, "temperature": 3}, "temperature", "Invalid value"),
+    ({"model": "m", "messages": MSG, "n": 0}, "n", "Invalid value"),
+    ({"model": "m", "messages": MSG, "bogus": 1}, "bogus", "Unrecognized request argument"),
+    ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "Invalid value"),
+    ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content", "Missing required parameter"),
+    ({"model": "m", "messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, None, "stop must be"),
+    ({"model": "m", "messages": MSG, "stream_options": {"include_usage": True}}, None, "stream_options"),
+])
+def test_bad_chat_bodies_name_the_param(body, param, fragment):
+    with pytest.raises(InvalidRequest) as err:
+        parse_model(ChatCompletionRequest, body)
+    assert err.value.param == param
+    assert fragment in err.value.message
+    assert err.value.status_code == 400
+
+
+def test_param_path_formats_nested_locations():
+    assert param_path(("messages", 2, "content", "list[tagged-union[A,B]]", 0, "text", "text")) == "messages[2].content[0].text"
+
+
+def test_transcription_fields():
+    req = parse_model(TranscriptionRequest, {"model": "w", "response_format": "srt", "temperature": "0.2",
+                                             "timestamp_granularities": ["word", "segment"]})
+    assert req.wants_words() and req.temperature == 0.2
+    with pytest.raises(InvalidRequest) as err:
+        parse_model(TranscriptionRequest, {"model": "w", "response_format": "mp3"})
+    assert err.value.param == "response_format"
+
+
+@pytest.mark.parametrize("content, param", [
+    ([{"type": "text", "text": 5}], "messages[0].content[0].text"),
+    ([{"type": "image_url", "image_url": {}}], "messages[0].content[0].image_url.url"),
+    ([{"type": "audio"}], "messages[0].content[0]"),
+])
+def test_content_part_errors_point_at_the_part(content, param):
+    with pytest.raises(InvalidRequest) as err:
+        parse_model(ChatCompletionRequest, {"model": "m", "messages": [{"role": "user", "content": content}]})
+    assert err.value.param == param
