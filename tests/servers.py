@@ -1,0 +1,122 @@
+"""Start the endpoint for tests: the real `serve run` (Ray Serve) or the same gateway on uvicorn in-process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CPU_CONFIG = REPO / "config" / "cpu.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_args(config_path: Path = CPU_CONFIG) -> dict:
+    return yaml.safe_load(config_path.read_text())["applications"][0]["args"]
+
+
+class LocalGateway:
+    """The gateway app with model servers in this process: the fast path for API behaviour tests."""
+
+    def __init__(self, api_keys: list[str], config_path: Path = CPU_CONFIG) -> None:
+        from deployments.speech import SpeechModelServer
+        from deployments.text import TextModelServer
+        from serve_app.args import AppArgs
+        from serve_app.gateway import create_gateway
+        from serve_app.routing import ModelRegistry, ServedModel
+        from serve_app.security.auth import KeyStore, hash_key
+
+        args = AppArgs.model_validate(app_args(config_path))
+        servers = {m.id: (SpeechModelServer if m.kind == "speech" else TextModelServer)(m.model_dump())
+                   for m in args.models}
+        registry = ModelRegistry([ServedModel(m.id, m.kind, m.owned_by, servers[m.id]) for m in args.models])
+        app = create_gateway(registry, KeyStore([hash_key(k) for k in api_keys]), args.limits)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "LocalGateway":
+        self._thread.start()
+        _wait_for(self.url + "/health", 30, lambda: None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+class ServeRun:
+    """`serve run <config>` in a subprocess, on a free port, exactly as users start the product."""
+
+    def __init__(self, api_keys: list[str], log_path: Path, config_path: Path = CPU_CONFIG) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        config = yaml.safe_load(config_path.read_text())
+        config["http_options"]["port"] = self.port
+        self.config_path = log_path.with_suffix(".yaml")
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.env = {**os.environ, "ENDPOINT_API_KEYS": ",".join(api_keys), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env.pop("RAY_ADDRESS", None)
+
+    def __enter__(self) -> "ServeRun":
+        serve_bin = Path(sys.executable).with_name("serve")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(serve_bin), "run", str(self.config_path)], cwd=REPO, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for(self.url + "/health", 240, self._check_alive)
+        return self
+
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"serve run exited ({self.proc.returncode}):\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(2)  # Ctrl-C: serve run tears down the app and its local Ray cluster
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+        self._log.close()
+
+
+def _wait_for(url: str, timeout: float, check) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def warm_up(url: str, api_key: str, chat_model: str, speech_model: str, audio: Path) -> None:
+    """One real call per model: handles queue requests until replicas are up, so this waits for them."""
+    headers = {"x-api-key": api_key}
+    r = httpx.post(url + "/v1/chat/completions", headers=headers, timeout=300, json={
+        "model": chat_model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    r.raise_for_status()
+    r = httpx.post(url + "/v1/audio/transcriptions", headers=headers, timeout=300,
+                   data={"model": speech_model}, files={"file": (audio.name, audio.read_bytes())})
+    r.raise_for_status()

@@ -1,0 +1,38 @@
+"""The YAML config builds the application graph (no Ray cluster, no engines started)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from serve_app.app import build_app
+from tests.servers import CPU_CONFIG, REPO, app_args
+
+
+def test_refuses_to_build_without_a_secret(monkeypatch):
+    monkeypatch.delenv("ENDPOINT_API_KEYS", raising=False)
+    with pytest.raises(ValueError, match="ENDPOINT_API_KEYS"):
+        build_app(app_args(CPU_CONFIG))
+
+
+def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch):
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1,k2")
+    app = build_app(app_args(CPU_CONFIG))
+    gateway = app._bound_deployment
+    assert gateway.name == "gateway"
+    args, key_hashes, handles = gateway.init_args
+    assert len(key_hashes) == 2 and "k1" not in key_hashes  # only digests leave the driver
+    assert sorted(handles) == ["smollm2-135m-instruct", "whisper-tiny.en"]
+    text = handles["smollm2-135m-instruct"]._bound_deployment
+    assert text.name == "model-smollm2-135m-instruct"
+    assert text._deployment_config.autoscaling_config.max_replicas == 2
+    assert text.ray_actor_options["num_cpus"] == 0.5
+
+
+def test_make_run_refuses_without_a_secret():
+    env = {k: v for k, v in os.environ.items() if k != "ENDPOINT_API_KEYS"}
+    out = subprocess.run(["make", "-s", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert "ENDPOINT_API_KEYS is not set" in out.stdout + out.stderr
