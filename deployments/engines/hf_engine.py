@@ -76,6 +76,7 @@ class HFTextEngine:
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self._eos)
         self._incoming: queue.Queue[_Job] = queue.Queue()
         self._backlog: collections.deque[_Job] = collections.deque()
+        self.running_sequences = 0  # rows in the batch being decoded now (observability, tests)
         self._worker = threading.Thread(target=self._serve_forever, name="hf-decode", daemon=True)
         self._worker.start()
 
@@ -160,10 +161,12 @@ class HFTextEngine:
         next_position = positions[:, -1] + 1
         sampler = BatchSampler([s.params for _, s in rows], [s.prompt_ids for _, s in rows], logits.shape[-1])
         while True:
+            self.running_sequences = len(rows)
             tokens = sampler.sample(logits)
             sampler.observe(tokens)
             keep = self._advance(rows, tokens.tolist())
             if not keep:
+                self.running_sequences = 0
                 return
             if len(keep) < len(rows):
                 index = torch.tensor(keep, dtype=torch.long)

@@ -1,0 +1,68 @@
+"""Gateway behaviour that needs no model: failures inside a backend, request ids."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from serve_app.args import LimitsConfig
+from serve_app.gateway import create_gateway
+from serve_app.routing import ModelRegistry, ServedModel
+from serve_app.security.auth import KeyStore, hash_key
+
+SECRET_DETAIL = "connection string postgres://admin:hunter2@db"
+
+
+class BrokenBackend:
+    async def complete(self, request):
+        raise RuntimeError(SECRET_DETAIL)
+
+    async def stream(self, request):
+        yield _step()
+        raise RuntimeError(SECRET_DETAIL)
+
+
+def _step():
+    from deployments.engines.protocol import ChoiceDelta, GenerationStep
+
+    return GenerationStep(deltas=[ChoiceDelta(0, "partial")])
+
+
+@pytest.fixture
+def client():
+    app = create_gateway(ModelRegistry([ServedModel("m", "text", "me", BrokenBackend())]),
+                         KeyStore([hash_key("k")]), LimitsConfig())
+    with TestClient(app, raise_server_exceptions=False, headers={"x-api-key": "k"}) as c:
+        yield c
+
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+
+
+def test_backend_crash_is_a_generic_500(client):
+    r = client.post("/v1/chat/completions", json=BODY)
+    assert r.status_code == 500
+    assert r.json() == {"error": {"message": "The server had an error while processing your request.",
+                                  "type": "server_error", "param": None, "code": None}}
+    assert SECRET_DETAIL not in r.text and "Traceback" not in r.text
+    assert r.headers["x-request-id"].startswith("req-")
+
+
+def test_failure_mid_stream_is_one_error_event_then_done(client):
+    r = client.post("/v1/chat/completions", json={**BODY, "stream": True})
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert r.status_code == 200
+    assert '"partial"' in events[1]
+    assert '"type":"server_error"' in events[-2] and events[-1] == "[DONE]"
+    assert SECRET_DETAIL not in r.text
+
+
+def test_client_request_id_is_echoed(client):
+    assert client.get("/v1/models", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert client.get("/v1/models", headers={"x-request-id": "bad id\n"}).headers["x-request-id"] != "bad id"
+
+
+def test_oversized_json_body_is_413(client):
+    r = client.post("/v1/chat/completions", content=b"{" + b" " * 31_457_281 + b"}",
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large"
