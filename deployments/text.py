@@ -24,3 +24,9 @@ class TextModelServer:
 
     async def check_health(self) -> None:
         await self.engine.check_health()
+
+    def __del__(self) -> None:
+        # Serve calls this when the replica is torn down; let the engine stop its threads or processes.
+        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()

@@ -1,7 +1,8 @@
-"""transformers text engine for CPU: concurrent requests are decoded together in one padded batch.
+"""transformers text engine for CPU, with continuous batching.
 
-A worker thread owns the model. Requests queue up while a batch runs and join the next one, so N concurrent
-streams cost roughly one forward pass per token instead of N (see bench/RESULTS.md).
+A worker thread owns the model and decodes every running request in one padded batch, one token per step.
+New requests join the running batch at the next step (see hf_batch.py) and finished ones leave it, so N
+concurrent streams cost about one forward pass per token instead of N (numbers in bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import AsyncIterator, Callable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from deployments.engines.hf_batch import RunningBatch
 from deployments.engines.incremental_text import IncrementalText
 from deployments.engines.prompt import context_overflow, render_chat
 from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
-from deployments.engines.sampling import BatchSampler, SamplingParams
+from deployments.engines.sampling import SamplingParams
 from serve_app.protocol.chat import ChatCompletionRequest
 
 log = logging.getLogger(__name__)
@@ -74,15 +76,23 @@ class HFTextEngine:
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self._eos)
-        self._incoming: queue.Queue[_Job] = queue.Queue()
+        self._incoming: queue.Queue[_Job | None] = queue.Queue()  # None asks the worker to stop
         self._backlog: collections.deque[_Job] = collections.deque()
         self.running_sequences = 0  # rows in the batch being decoded now (observability, tests)
+        self._stopping = False
+        self._batch: RunningBatch | None = None
+        self._rows: list[tuple[_Job, _Sequence]] = []
         self._worker = threading.Thread(target=self._serve_forever, name="hf-decode", daemon=True)
         self._worker.start()
 
     async def check_health(self) -> None:
         if not self._worker.is_alive():
             raise RuntimeError("decode worker thread died")
+
+    def shutdown(self) -> None:
+        """Stop the decode thread once it finishes the current step (replica teardown, tests)."""
+        self._incoming.put(None)
+        self._worker.join(timeout=30)
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
         prompt_ids = self.tokenizer(render_chat(self.tokenizer, request), add_special_tokens=False).input_ids
@@ -115,70 +125,87 @@ class HFTextEngine:
 
     # --- worker thread -------------------------------------------------------------------------------
 
+    # Everything below runs on the worker thread, which alone touches the model, _batch and _rows.
+
     def _serve_forever(self) -> None:
-        while True:
-            jobs = self._next_batch()
+        while not self._stopping:
+            joining: list[_Job] = []
             try:
                 with torch.inference_mode():
-                    self._run_batch(jobs)
-            except Exception as exc:  # keep the replica alive; fail only this batch
-                log.exception("batch failed")
-                for job in jobs:
-                    if job.open_sequences:
-                        job.emit(RuntimeError(f"generation failed: {type(exc).__name__}"))
+                    joining = self._admit(room=self.options.max_batch_size - len(self._rows), idle=not self._rows)
+                    if joining:
+                        self._join(joining)
+                    if self._rows:
+                        self._step()
+            except Exception as exc:  # keep the replica alive; fail only the requests in flight
+                log.exception("decode step failed")
+                self._fail([job for job, _ in self._rows] + joining, f"generation failed: {type(exc).__name__}")
+        self._fail([job for job, _ in self._rows], "engine stopped")
 
-    def _next_batch(self) -> list[_Job]:
-        jobs = [self._backlog.popleft() if self._backlog else self._incoming.get()]
-        rows = len(jobs[0].sequences)
-        deadline = time.monotonic() + self.options.batch_wait_ms / 1000
-        while rows < self.options.max_batch_size:
-            try:
-                job = self._backlog.popleft() if self._backlog else self._incoming.get(
-                    timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
+    def _join(self, jobs: list[_Job]) -> None:
+        new_rows = [(job, seq) for job in jobs for seq in job.sequences]
+        fresh = RunningBatch.prefill(self.model, [s.prompt_ids for _, s in new_rows],
+                                     [s.params for _, s in new_rows], self._pad)
+        if self._batch is None:
+            self._batch = fresh
+        else:
+            self._batch.merge(fresh)
+        self._rows += new_rows
+
+    def _step(self) -> None:
+        """Sample one token for every row, emit text, drop finished rows, run the next forward pass."""
+        batch = self._batch
+        tokens = batch.sampler.sample(batch.logits)
+        batch.sampler.observe(tokens)
+        keep = self._advance(self._rows, tokens.tolist())
+        if not keep:
+            self._batch, self._rows, self.running_sequences = None, [], 0
+            return
+        if len(keep) < len(self._rows):
+            self._rows = [self._rows[r] for r in keep]
+            batch.select(keep)
+            tokens = tokens[keep]
+        batch.decode(self.model, tokens)
+        self.running_sequences = len(self._rows)
+
+    def _fail(self, jobs: list[_Job], message: str) -> None:
+        for job in {id(job): job for job in jobs}.values():
+            job.emit(RuntimeError(message))
+        self._batch, self._rows, self.running_sequences = None, [], 0
+
+    def _admit(self, room: int, idle: bool) -> list[_Job]:
+        """Jobs that join now. When idle, block for the first one and give a burst a moment to gather."""
+        jobs: list[_Job] = []
+        deadline = None
+        if idle:
+            first = self._next_job(timeout=None)
+            if first is None:
+                return []
+            jobs.append(first)
+            room -= len(first.sequences)
+            deadline = time.monotonic() + self.options.batch_wait_ms / 1000
+        while room > 0:
+            job = self._next_job(timeout=0.0 if deadline is None else max(0.0, deadline - time.monotonic()))
+            if job is None:
                 break
-            if rows + len(job.sequences) > self.options.max_batch_size:
+            if len(job.sequences) > room:
                 self._backlog.appendleft(job)
                 break
             jobs.append(job)
-            rows += len(job.sequences)
+            room -= len(job.sequences)
         return [j for j in jobs if not j.cancelled]
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
-        if not jobs:
-            return
-        rows = [(job, seq) for job in jobs for seq in job.sequences]
-        width = max(len(seq.prompt_ids) for _, seq in rows)
-        input_ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (_, seq) in enumerate(rows):
-            input_ids[r, width - len(seq.prompt_ids):] = torch.tensor(seq.prompt_ids)
-            attention[r, width - len(seq.prompt_ids):] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                            past_key_values=cache, use_cache=True).logits[:, -1, :]
-        next_position = positions[:, -1] + 1
-        sampler = BatchSampler([s.params for _, s in rows], [s.prompt_ids for _, s in rows], logits.shape[-1])
-        while True:
-            self.running_sequences = len(rows)
-            tokens = sampler.sample(logits)
-            sampler.observe(tokens)
-            keep = self._advance(rows, tokens.tolist())
-            if not keep:
-                self.running_sequences = 0
-                return
-            if len(keep) < len(rows):
-                index = torch.tensor(keep, dtype=torch.long)
-                cache.batch_select_indices(index)
-                attention, next_position, tokens = attention[index], next_position[index], tokens[index]
-                sampler.select(keep)
-                rows = [rows[r] for r in keep]
-            attention = torch.cat([attention, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
-            logits = self.model(input_ids=tokens.unsqueeze(1), attention_mask=attention,
-                                position_ids=next_position.unsqueeze(1), past_key_values=cache,
-                                use_cache=True).logits[:, -1, :]
-            next_position = next_position + 1
+    def _next_job(self, timeout: float | None) -> _Job | None:
+        """The next waiting job (backlog first); None when none came in time or a stop was asked for."""
+        if self._backlog:
+            return self._backlog.popleft()
+        try:
+            job = self._incoming.get_nowait() if timeout == 0.0 else self._incoming.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if job is None:
+            self._stopping = True
+        return job
 
     def _advance(self, rows: list[tuple[_Job, _Sequence]], tokens: list[int]) -> list[int]:
         """Feed one sampled token to each row, emit per-job steps; return the rows still running."""

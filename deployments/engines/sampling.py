@@ -58,11 +58,29 @@ class BatchSampler:
                 self._seen[row, torch.tensor([i for i in ids if i < vocab_size], dtype=torch.long)] = True
             self._counts = torch.zeros(len(params), vocab_size)
 
+    _ROW_TENSORS = ("_temperature", "_top_p", "_top_k", "_min_p", "_rep", "_presence", "_frequency")
+
+    def extend(self, other: "BatchSampler") -> None:
+        """Append `other`'s rows (requests joining a running batch)."""
+        for name in self._ROW_TENSORS:
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+        if self._penalized or other._penalized:
+            vocab = (self._seen if self._penalized else other._seen).shape[1]
+            # Rows without penalties never read this state, so zeros stand in for what they did not track.
+            for name, dtype in (("_seen", torch.bool), ("_counts", torch.float32)):
+                mine = getattr(self, name) if self._penalized else torch.zeros(len(self._params), vocab, dtype=dtype)
+                theirs = getattr(other, name) if other._penalized else torch.zeros(len(other._params), vocab,
+                                                                                  dtype=dtype)
+                setattr(self, name, torch.cat([mine, theirs]))
+            self._penalized = True
+        self._params += other._params
+        self._generators += other._generators
+
     def select(self, rows: list[int]) -> None:
         index = torch.tensor(rows, dtype=torch.long)
         self._params = [self._params[r] for r in rows]
         self._generators = [self._generators[r] for r in rows]
-        for name in ("_temperature", "_top_p", "_top_k", "_min_p", "_rep", "_presence", "_frequency", "_seen", "_counts"):
+        for name in (*self._ROW_TENSORS, "_seen", "_counts"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))

@@ -16,4 +16,6 @@ def smollm_path() -> str:
 def hf_engine(smollm_path):
     from deployments.engines.hf_engine import HFTextEngine
 
-    return HFTextEngine(smollm_path, {"max_batch_size": 8, "torch_threads": 2})
+    engine = HFTextEngine(smollm_path, {"max_batch_size": 8, "torch_threads": 2})
+    yield engine
+    engine.shutdown()

@@ -82,3 +82,29 @@ def test_stop_string_across_tokens_is_cut_and_never_leaks():
     assert feed("hello world. END more", ["END"]) == ("hello world. ", True)
     assert feed("abc", ["cd"]) == ("abc", False)  # a held-back partial match is released at the end
     assert feed("no stops here", []) == ("no stops here", False)
+
+
+def test_request_joining_a_running_batch_generates_what_it_would_alone(hf_engine):
+    """Continuous batching: B joins while A is mid-generation; neither output changes (greedy)."""
+    a = ChatCompletionRequest(model="m", temperature=0, max_tokens=80,
+                              messages=[{"role": "user", "content": "Tell me about the sea."}])
+    b = ChatCompletionRequest(model="m", temperature=0, max_tokens=15, repetition_penalty=1.3,
+                              messages=[{"role": "user", "content": "What is the capital of France? Answer briefly."}])
+
+    async def overlapped():
+        steps_a = hf_engine.generate(a)
+        text_a = ""
+        for _ in range(5):  # A is several tokens in before B arrives
+            text_a += "".join(d.text for d in (await anext(steps_a)).deltas)
+        done_b = asyncio.create_task(collect(hf_engine.generate(b), 1))
+        joined = False
+        for _ in range(300):
+            joined = joined or hf_engine.running_sequences == 2
+            await asyncio.sleep(0.01)
+        assert joined  # B really shared A's batch
+        rest_a = await collect(steps_a, 1)
+        return text_a + rest_a.choices[0][0], (await done_b).choices[0][0]
+
+    solo_a = asyncio.run(collect(hf_engine.generate(a), 1)).choices[0][0]
+    solo_b = asyncio.run(collect(hf_engine.generate(b), 1)).choices[0][0]
+    assert asyncio.run(overlapped()) == (solo_a, solo_b)

@@ -1,0 +1,169 @@
+"""Chat benchmark: TTFT and output tokens/s at several concurrency levels, side by side in one run.
+
+Targets (any subset, measured one after another in the same run):
+  gateway             the real product: `serve run config/cpu.yaml`, over HTTP with the OpenAI SDK
+  url                 any OpenAI-compatible endpoint given by --url/--api-key/--model
+  inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
+  inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
+
+    python bench/chat.py --targets gateway,inprocess,inprocess-nobatch
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summarize(name: str, concurrency: int, samples: list[dict], wall: float) -> dict:
+    ttft = [s["ttft"] for s in samples]
+    per_stream = [s["tokens"] / max(s["end"] - s["ttft"], 1e-9) for s in samples if s["tokens"] > 1]
+    return {
+        "target": name, "concurrency": concurrency, "requests": len(samples),
+        "ttft_p50_ms": 1000 * statistics.median(ttft), "ttft_p95_ms": 1000 * percentile(ttft, 0.95),
+        "stream_tok_s_p50": statistics.median(per_stream) if per_stream else 0.0,
+        "aggregate_tok_s": sum(s["tokens"] for s in samples) / wall,
+    }
+
+
+async def openai_request(client, model: str, max_tokens: int, seed: int) -> dict:
+    start = time.perf_counter()
+    ttft, tokens = None, 0
+    stream = await client.chat.completions.create(
+        model=model, messages=PROMPT, max_tokens=max_tokens, temperature=0.8, seed=seed, stream=True,
+        stream_options={"include_usage": True})
+    async for chunk in stream:
+        if ttft is None and chunk.choices and chunk.choices[0].delta.content:
+            ttft = time.perf_counter() - start
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    return {"ttft": ttft or 0.0, "end": time.perf_counter() - start, "tokens": tokens}
+
+
+async def engine_request(engine, max_tokens: int, seed: int) -> dict:
+    from serve_app.protocol.chat import ChatCompletionRequest
+
+    request = ChatCompletionRequest(model="m", messages=PROMPT, max_tokens=max_tokens, temperature=0.8, seed=seed,
+                                    stream=True)
+    start = time.perf_counter()
+    ttft, tokens = None, 0
+    async for step in engine.generate(request):
+        if ttft is None and any(d.text for d in step.deltas):
+            ttft = time.perf_counter() - start
+        if step.usage:
+            tokens = step.usage.completion_tokens
+    return {"ttft": ttft or 0.0, "end": time.perf_counter() - start, "tokens": tokens}
+
+
+async def run_level(name: str, call, concurrency: int, rounds: int) -> dict:
+    await call(0)  # warm-up outside the measurement
+    samples: list[dict] = []
+
+    async def worker(w: int) -> None:
+        for r in range(rounds):
+            samples.append(await call(1000 * w + r))
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker(w) for w in range(concurrency)])
+    return summarize(name, concurrency, samples, time.perf_counter() - start)
+
+
+def load_engine(max_batch_size: int | None):
+    from deployments import model_source
+    from deployments.engines.hf_engine import HFTextEngine
+    from serve_app.args import AppArgs
+    from tests.servers import app_args
+
+    model = next(m for m in AppArgs.model_validate(app_args()).models if m.kind == "text")
+    options = dict(model.engine_options)
+    if max_batch_size:
+        options["max_batch_size"] = max_batch_size
+    return HFTextEngine(model_source.as_transformers_checkpoint(model_source.resolve(model.source)), options)
+
+
+async def bench_target(target: str, args, levels: list[int]) -> list[dict]:
+    from openai import AsyncOpenAI
+
+    if target in ("inprocess", "inprocess-nobatch"):
+        engine = load_engine(1 if target == "inprocess-nobatch" else None)
+        call = lambda seed: engine_request(engine, args.max_tokens, seed)  # noqa: E731
+    else:
+        client = AsyncOpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
+        call = lambda seed: openai_request(client, args.model, args.max_tokens, seed)  # noqa: E731
+    try:
+        return [await run_level(target, call, c, args.rounds) for c in levels]
+    finally:
+        if target not in ("inprocess", "inprocess-nobatch"):
+            await client.close()
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'target':<18} {'conc':>4} {'reqs':>4} {'TTFT p50 ms':>11} {'TTFT p95 ms':>11} {'tok/s/stream':>12} {'agg tok/s':>9}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['target']:<18} {r['concurrency']:>4} {r['requests']:>4} {r['ttft_p50_ms']:>11.1f} "
+              f"{r['ttft_p95_ms']:>11.1f} {r['stream_tok_s_p50']:>12.1f} {r['aggregate_tok_s']:>9.1f}")
+
+
+def ratios(rows: list[dict], a: str, b: str) -> list[dict]:
+    out = []
+    for ra in (r for r in rows if r["target"] == a):
+        rb = next((r for r in rows if r["target"] == b and r["concurrency"] == ra["concurrency"]), None)
+        if rb:
+            out.append({"concurrency": ra["concurrency"], f"{a}/{b} aggregate": ra["aggregate_tok_s"] / rb["aggregate_tok_s"],
+                        "ttft_p50_added_ms": ra["ttft_p50_ms"] - rb["ttft_p50_ms"]})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", default="gateway,inprocess,inprocess-nobatch")
+    parser.add_argument("--url", help="for target 'url': an OpenAI-compatible base URL (without /v1)")
+    parser.add_argument("--api-key", default="bench-secret")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--levels", default="1,4,16")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per concurrent stream")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--out", default=str(RESULTS / "chat.json"))
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    rows: list[dict] = []
+    for target in args.targets.split(","):
+        if target == "gateway":
+            from tests.servers import ServeRun
+
+            log = Path(tempfile.mkdtemp()) / "serve.log"
+            with ServeRun([args.api_key], log) as server:
+                args.url = server.url
+                rows += asyncio.run(bench_target(target, args, levels))
+        else:
+            rows += asyncio.run(bench_target(target, args, levels))
+        print_table(rows)
+    comparisons = ratios(rows, "gateway", "inprocess") + ratios(rows, "inprocess", "inprocess-nobatch")
+    print()
+    for c in comparisons:
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()}))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"settings": vars(args), "rows": rows, "ratios": comparisons}, indent=2))
+    print(f"\nsaved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
