@@ -84,13 +84,13 @@ async def run_level(name: str, call, concurrency: int, rounds: int) -> dict:
     return summarize(name, concurrency, samples, time.perf_counter() - start)
 
 
-def load_engine(max_batch_size: int | None):
+def load_engine(config: str, max_batch_size: int | None):
     from deployments import model_source
     from deployments.engines.hf_engine import HFTextEngine
     from serve_app.args import AppArgs
     from tests.servers import app_args
 
-    model = next(m for m in AppArgs.model_validate(app_args()).models if m.kind == "text")
+    model = next(m for m in AppArgs.model_validate(app_args(Path(config))).models if m.kind == "text")
     options = dict(model.engine_options)
     if max_batch_size:
         options["max_batch_size"] = max_batch_size
@@ -101,7 +101,7 @@ async def bench_target(target: str, args, levels: list[int]) -> list[dict]:
     from openai import AsyncOpenAI
 
     if target in ("inprocess", "inprocess-nobatch"):
-        engine = load_engine(1 if target == "inprocess-nobatch" else None)
+        engine = load_engine(args.config, 1 if target == "inprocess-nobatch" else None)
         call = lambda seed: engine_request(engine, args.max_tokens, seed)  # noqa: E731
     else:
         client = AsyncOpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--rounds", type=int, default=2, help="requests per concurrent stream")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config" / "cpu.yaml"),
+                        help="Serve config for the gateway and in-process targets")
     parser.add_argument("--out", default=str(RESULTS / "chat.json"))
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -150,7 +152,7 @@ def main() -> None:
             from tests.servers import ServeRun
 
             log = Path(tempfile.mkdtemp()) / "serve.log"
-            with ServeRun([args.api_key], log) as server:
+            with ServeRun([args.api_key], log, Path(args.config)) as server:
                 args.url = server.url
                 rows += asyncio.run(bench_target(target, args, levels))
         else:

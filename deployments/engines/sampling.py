@@ -95,14 +95,21 @@ class BatchSampler:
         logits = logits.float()
         if self._penalized:
             logits = self._penalize(logits)
-        greedy = (self._temperature.squeeze(1) < 1e-5)
+        greedy = (self._temperature.squeeze(1) < 1e-5).tolist()
         chosen = logits.argmax(dim=-1)
-        if bool(greedy.all()):
+        if all(greedy):
             return chosen
-        probs = self._filtered_probs(logits / self._temperature.clamp(min=1e-5))
-        for row in range(probs.shape[0]):
-            if not greedy[row]:
-                chosen[row] = torch.multinomial(probs[row], 1, generator=self._generators[row])[0]
+        logits = logits / self._temperature.clamp(min=1e-5)
+        needs_filter = bool((self._top_k > 0).any() or (self._top_p < 1).any() or (self._min_p > 0).any())
+        probs = self._filtered_probs(logits) if needs_filter else logits.softmax(dim=-1)
+        # One multinomial call for unseeded rows; seeded rows draw from their own generator to be reproducible.
+        shared = [r for r, g in enumerate(greedy) if not g and self._generators[r] is None]
+        if shared:
+            index = torch.tensor(shared)
+            chosen[index] = torch.multinomial(probs[index], 1).squeeze(1)
+        for r, g in enumerate(greedy):
+            if not g and self._generators[r] is not None:
+                chosen[r] = torch.multinomial(probs[r], 1, generator=self._generators[r])[0]
         return chosen
 
     def _penalize(self, logits: torch.Tensor) -> torch.Tensor:
@@ -111,10 +118,13 @@ class BatchSampler:
         return logits - self._frequency * self._counts - self._presence * (self._counts > 0)
 
     def _filtered_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        # A full sort of the vocabulary is the expensive part; top_k alone only needs the k best candidates.
+        full = bool((self._top_p < 1).any() or (self._min_p > 0).any() or (self._top_k == 0).any())
+        width = logits.shape[-1] if full else min(int(self._top_k.max()), logits.shape[-1])
+        sorted_logits, order = logits.topk(width, dim=-1)
         sorted_probs = sorted_logits.softmax(dim=-1)
-        ranks = torch.arange(logits.shape[-1]).unsqueeze(0)
-        k = torch.where(self._top_k > 0, self._top_k, logits.shape[-1]).unsqueeze(1)
+        ranks = torch.arange(width).unsqueeze(0)
+        k = torch.where(self._top_k > 0, self._top_k, width).unsqueeze(1)
         drop = ranks >= k
         # top_p: keep the smallest prefix whose mass reaches top_p (the first token always stays).
         drop |= (sorted_probs.cumsum(dim=-1) - sorted_probs) >= self._top_p
@@ -124,10 +134,5 @@ class BatchSampler:
         return filtered.softmax(dim=-1)
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed % (2**63))
-    return generator
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(seed % (2**63))
