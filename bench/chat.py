@@ -6,6 +6,8 @@ Targets (any subset, measured one after another in the same run):
   inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
   inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
 
+Targets are measured interleaved, level by level, and each row is the median of --repeats runs.
+
     python bench/chat.py --targets gateway,inprocess,inprocess-nobatch
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -97,25 +100,43 @@ def load_engine(config: str, max_batch_size: int | None):
     return HFTextEngine(model_source.as_transformers_checkpoint(model_source.resolve(model.source)), options)
 
 
-async def bench_target(target: str, args, levels: list[int]) -> list[dict]:
+async def measure(args, levels: list[int]) -> list[dict]:
+    """Interleave targets level by level (A B C, A B C, ...) so machine noise hits them alike; keep medians."""
     from openai import AsyncOpenAI
 
-    if target in ("inprocess", "inprocess-nobatch"):
-        engine = load_engine(args.config, 1 if target == "inprocess-nobatch" else None)
-        call = lambda seed: engine_request(engine, args.max_tokens, seed)  # noqa: E731
-    else:
-        client = AsyncOpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
-        call = lambda seed: openai_request(client, args.model, args.max_tokens, seed)  # noqa: E731
-    try:
-        return [await run_level(target, call, c, args.rounds) for c in levels]
-    finally:
-        if target not in ("inprocess", "inprocess-nobatch"):
-            await client.close()
+    calls = {}
+    for target in args.targets.split(","):
+        if target in ("inprocess", "inprocess-nobatch"):
+            engine = load_engine(args.config, 1 if target == "inprocess-nobatch" else None)
+            calls[target] = lambda seed, e=engine: engine_request(e, args.max_tokens, seed)
+        else:
+            client = AsyncOpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
+            calls[target] = lambda seed, c=client: openai_request(c, args.model, args.max_tokens, seed)
+    rows = []
+    for level in levels:
+        runs: dict[str, list[dict]] = {t: [] for t in calls}
+        for repeat in range(args.repeats):
+            for target, call in calls.items():
+                if target == "inprocess-nobatch" and repeat:
+                    continue  # serialized runs are slow and their spread is small: once is enough
+                runs[target].append(await run_level(target, call, level, args.rounds))
+        rows += [median_row(r) for r in runs.values()]
+        print_table(rows)
+    return rows
+
+
+def median_row(runs: list[dict]) -> dict:
+    row = dict(runs[0])
+    for key, value in row.items():
+        if isinstance(value, float):
+            row[key] = statistics.median(r[key] for r in runs)
+    row["repeats"] = len(runs)
+    return row
 
 
 def print_table(rows: list[dict]) -> None:
     head = f"{'target':<18} {'conc':>4} {'reqs':>4} {'TTFT p50 ms':>11} {'TTFT p95 ms':>11} {'tok/s/stream':>12} {'agg tok/s':>9}"
-    print(head)
+    print("\n" + head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['target']:<18} {r['concurrency']:>4} {r['requests']:>4} {r['ttft_p50_ms']:>11.1f} "
@@ -140,24 +161,20 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--rounds", type=int, default=2, help="requests per concurrent stream")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per level (medians kept)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config" / "cpu.yaml"),
                         help="Serve config for the gateway and in-process targets")
     parser.add_argument("--out", default=str(RESULTS / "chat.json"))
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    rows: list[dict] = []
-    for target in args.targets.split(","):
-        if target == "gateway":
+    with contextlib.ExitStack() as stack:
+        if "gateway" in args.targets.split(","):
             from tests.servers import ServeRun
 
             log = Path(tempfile.mkdtemp()) / "serve.log"
-            with ServeRun([args.api_key], log, Path(args.config)) as server:
-                args.url = server.url
-                rows += asyncio.run(bench_target(target, args, levels))
-        else:
-            rows += asyncio.run(bench_target(target, args, levels))
-        print_table(rows)
+            args.url = stack.enter_context(ServeRun([args.api_key], log, Path(args.config))).url
+        rows = asyncio.run(measure(args, levels))
     comparisons = ratios(rows, "gateway", "inprocess") + ratios(rows, "inprocess", "inprocess-nobatch")
     print()
     for c in comparisons:

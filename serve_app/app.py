@@ -24,8 +24,7 @@ def _model_deployment(config: ModelConfig):
         from deployments.speech import SpeechModelServer as server
     else:
         from deployments.text import TextModelServer as server
-    name = "model-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in config.id)
-    return serve.deployment(server, name=name).options(**config.deployment.as_serve_options())
+    return serve.deployment(server, name=config.deployment_name).options(**config.deployment.as_serve_options())
 
 
 def build_app(raw_args: dict[str, Any]) -> Application:

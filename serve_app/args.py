@@ -76,6 +76,10 @@ class ModelConfig(_Strict):
         default_factory=DeploymentOptions, description="Ray Serve options for this model's deployment."
     )
 
+    @property
+    def deployment_name(self) -> str:
+        return "model-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in self.id)
+
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
         if not _MODEL_ID.match(self.id):
@@ -117,6 +121,10 @@ class AppArgs(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate model ids: {dupes}")
+        names = [m.deployment_name for m in self.models]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(f"model ids map to the same deployment name {clashes}: rename one")
         for digest in self.api_key_hashes:
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise ValueError("api_key_hashes entries must be 64 lowercase hex chars (sha256)")

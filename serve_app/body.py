@@ -32,7 +32,7 @@ async def read_json(request: Request, limit: int) -> dict:
     raw = await read_capped(request, limit, "the request body")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge integers, absurd nesting
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")

@@ -14,7 +14,7 @@ from serve_app.security.auth import KeyStore
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-PUBLIC_PATHS = ("/health",)
+PUBLIC_PATHS = frozenset({"/health"})
 
 
 class RequestContextMiddleware:
@@ -59,7 +59,7 @@ class AuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(PUBLIC_PATHS):
+        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
             try:
                 self.keys.authenticate(Headers(scope=scope))
             except APIError as exc:

@@ -25,3 +25,14 @@ def speech_wav_file(speech_dir) -> Path:
 @pytest.fixture(scope="session")
 def speech_mp3_file(speech_dir, speech_wav_file) -> Path:
     return convert(speech_wav_file, speech_dir / "speech.mp3")
+
+
+@pytest.fixture(scope="session")
+def over_four_hours_mp3(speech_dir) -> Path:
+    """4 h 1 min of 8 kb/s silence: 14.5 MB, under the byte limit but over the duration limit."""
+    import subprocess
+
+    path = speech_dir / "long.mp3"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+                    "-t", "14460", "-c:a", "libmp3lame", "-b:a", "8k", str(path)], check=True)
+    return path

@@ -36,8 +36,9 @@ class RunningBatch:
             attention[r, width - len(prompt):] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
+        # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab floats).
         logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                       past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
         sampler = BatchSampler(params, prompts, logits.shape[-1])
         return cls(cache, attention, positions[:, -1] + 1, logits, sampler)
 

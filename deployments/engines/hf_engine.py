@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from deployments.engines.hf_batch import RunningBatch
 from deployments.engines.incremental_text import IncrementalText
-from deployments.engines.prompt import context_overflow, render_chat
+from deployments.engines.prompt import context_overflow, encode_chat
 from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
 from deployments.engines.sampling import SamplingParams
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -63,18 +63,33 @@ class _Job:
         self.open_sequences = len(self.sequences)
 
 
+def _emitter(loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue) -> Callable[[object], None]:
+    """Hand an item from the worker thread to the request's event loop (a closed loop means nobody listens)."""
+
+    def emit(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(outputs.put_nowait, item)
+        except RuntimeError:
+            pass
+
+    return emit
+
+
 class HFTextEngine:
     def __init__(self, model_path: str, options: dict) -> None:
         self.options = HFEngineOptions.model_validate(options)
         if self.options.torch_threads:
             torch.set_num_threads(self.options.torch_threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)  # encodes prompts, on the event loop
+        # The worker decodes with its own instance: a fast tokenizer used from two threads at once can fail
+        # with "Already borrowed".
+        self._decoder = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, self.options.dtype))
         self.model.eval()
         config_len = getattr(self.model.config, "max_position_embeddings", 2048)
         self.max_model_len = min(self.options.max_model_len or config_len, config_len)
         eos = self.model.generation_config.eos_token_id
-        self._eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        self._eos = (set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}) - {None}
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self._eos)
         self._incoming: queue.Queue[_Job | None] = queue.Queue()  # None asks the worker to stop
         self._backlog: collections.deque[_Job] = collections.deque()
@@ -95,7 +110,9 @@ class HFTextEngine:
         self._worker.join(timeout=30)
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
-        prompt_ids = self.tokenizer(render_chat(self.tokenizer, request), add_special_tokens=False).input_ids
+        if self._stopping or not self._worker.is_alive():
+            raise RuntimeError("text engine is not running")
+        prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)
         room = self.max_model_len - len(prompt_ids)
         budget = request.token_budget()
         if room < 1 or (budget is not None and budget > room):
@@ -106,10 +123,10 @@ class HFTextEngine:
         job = _Job(
             sequences=[
                 _Sequence(i, prompt_ids, SamplingParams.from_request(request, i),
-                          IncrementalText(self.tokenizer, request.stop_list()), max_new)
+                          IncrementalText(self._decoder, request.stop_list()), max_new)
                 for i in range(request.n)
             ],
-            emit=lambda item: loop.call_soon_threadsafe(outputs.put_nowait, item),
+            emit=_emitter(loop, outputs),
         )
         self._incoming.put(job)
         try:
@@ -140,12 +157,21 @@ class HFTextEngine:
             except Exception as exc:  # keep the replica alive; fail only the requests in flight
                 log.exception("decode step failed")
                 self._fail([job for job, _ in self._rows] + joining, f"generation failed: {type(exc).__name__}")
-        self._fail([job for job, _ in self._rows], "engine stopped")
+        waiting = list(self._backlog)
+        while not self._incoming.empty():
+            waiting.append(self._incoming.get_nowait())
+        self._fail([job for job, _ in self._rows] + [j for j in waiting if j is not None], "engine stopped")
 
     def _join(self, jobs: list[_Job]) -> None:
         new_rows = [(job, seq) for job in jobs for seq in job.sequences]
-        fresh = RunningBatch.prefill(self.model, [s.prompt_ids for _, s in new_rows],
-                                     [s.params for _, s in new_rows], self._pad)
+        try:
+            fresh = RunningBatch.prefill(self.model, [s.prompt_ids for _, s in new_rows],
+                                         [s.params for _, s in new_rows], self._pad)
+        except Exception as exc:  # the newcomers failed before touching the running batch: fail only them
+            log.exception("prefill failed")
+            for job in jobs:
+                job.emit(RuntimeError(f"generation failed: {type(exc).__name__}"))
+            return
         if self._batch is None:
             self._batch = fresh
         else:
@@ -172,6 +198,7 @@ class HFTextEngine:
         for job in {id(job): job for job in jobs}.values():
             job.emit(RuntimeError(message))
         self._batch, self._rows, self.running_sequences = None, [], 0
+        self._backlog.clear()
 
     def _admit(self, room: int, idle: bool) -> list[_Job]:
         """Jobs that join now. When idle, block for the first one and give a burst a moment to gather."""
@@ -196,16 +223,20 @@ class HFTextEngine:
         return [j for j in jobs if not j.cancelled]
 
     def _next_job(self, timeout: float | None) -> _Job | None:
-        """The next waiting job (backlog first); None when none came in time or a stop was asked for."""
-        if self._backlog:
-            return self._backlog.popleft()
-        try:
-            job = self._incoming.get_nowait() if timeout == 0.0 else self._incoming.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if job is None:
-            self._stopping = True
-        return job
+        """The next live job (backlog first); None when none came in time or a stop was asked for."""
+        while True:
+            if self._backlog:
+                job = self._backlog.popleft()
+            else:
+                try:
+                    job = self._incoming.get_nowait() if timeout == 0.0 else self._incoming.get(timeout=timeout)
+                except queue.Empty:
+                    return None
+                if job is None:
+                    self._stopping = True
+                    return None
+            if not job.cancelled:  # abandoned while waiting: it must not hold a place
+                return job
 
     def _advance(self, rows: list[tuple[_Job, _Sequence]], tokens: list[int]) -> list[int]:
         """Feed one sampled token to each row, emit per-job steps; return the rows still running."""
@@ -225,7 +256,9 @@ class HFTextEngine:
                 elif len(seq.text.token_ids) >= seq.max_new_tokens:
                     seq.finish_reason = "length"
             if seq.finish_reason and not stopped:
-                text += seq.text.flush()
+                tail, stopped = seq.text.flush()
+                text += tail
+                seq.finish_reason = "stop" if stopped else seq.finish_reason
             if text or seq.finish_reason:
                 steps.setdefault(id(job), (job, []))[1].append(ChoiceDelta(seq.index, text, seq.finish_reason))
             if seq.finish_reason:

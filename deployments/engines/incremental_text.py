@@ -7,6 +7,7 @@ class IncrementalText:
     def __init__(self, tokenizer, stops: list[str]) -> None:
         self._tokenizer = tokenizer
         self._stops = stops
+        self._longest_stop = max((len(s) for s in stops), default=0)
         self.token_ids: list[int] = []
         self._emitted = 0  # characters of the decoded text already sent
 
@@ -15,16 +16,21 @@ class IncrementalText:
         self.token_ids.append(token_id)
         text = self._decode()
         if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
-            return "", False
-        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
-            return self._take(text, max(cut, self._emitted)), True
-        return self._take(text, len(text) - self._held_back(text)), False
+            return self._cut_at_stop(text.rstrip("\ufffd")) or ("", False)
+        return self._cut_at_stop(text) or (self._take(text, len(text) - self._held_back(text)), False)
 
-    def flush(self) -> str:
-        """Everything not yet sent, at the end of generation."""
+    def flush(self) -> tuple[str, bool]:
+        """Everything not yet sent, at the end of generation; (text, whether a stop string cut it)."""
         text = self._decode().rstrip("\ufffd")
-        return self._take(text, len(text))
+        return self._cut_at_stop(text) or (self._take(text, len(text)), False)
+
+    def _cut_at_stop(self, text: str) -> tuple[str, bool] | None:
+        # Only the unsent tail (plus room for a stop straddling it) can hold a new match.
+        start = max(0, self._emitted - self._longest_stop)
+        hits = [i for i in (text.find(s, start) for s in self._stops) if i >= 0]
+        if not hits:
+            return None
+        return self._take(text, max(min(hits), self._emitted)), True
 
     def _decode(self) -> str:
         return self._tokenizer.decode(self.token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

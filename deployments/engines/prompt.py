@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jinja2 import TemplateError
+
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 
@@ -12,7 +14,25 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict]:
 
 
 def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
-    return tokenizer.apply_chat_template(chat_messages(request), tokenize=False, add_generation_prompt=True)
+    try:
+        return tokenizer.apply_chat_template(chat_messages(request), tokenize=False, add_generation_prompt=True)
+    except TemplateError as exc:  # e.g. a template that insists on alternating roles
+        raise InvalidRequest(f"This model's chat template rejected the messages: {exc}", param="messages") from None
+
+
+# No tokenizer packs more characters than this into one token in practice, so longer prompts cannot fit and
+# are refused before spending time tokenizing them.
+MAX_CHARS_PER_TOKEN = 32
+
+
+def encode_chat(tokenizer, request: ChatCompletionRequest, max_model_len: int) -> list[int]:
+    chars = sum(len(m.text()) for m in request.messages)
+    if chars > max_model_len * MAX_CHARS_PER_TOKEN:
+        raise InvalidRequest(
+            f"This model's maximum context length is {max_model_len} tokens; the messages ({chars:,} characters) "
+            "are far longer. Please reduce the length of the messages.",
+            param="messages", code="context_length_exceeded")
+    return tokenizer(render_chat(tokenizer, request), add_special_tokens=False).input_ids
 
 
 def context_overflow(max_model_len: int, prompt_tokens: int, completion_tokens: int) -> InvalidRequest:

@@ -122,12 +122,13 @@ class BatchSampler:
         full = bool((self._top_p < 1).any() or (self._min_p > 0).any() or (self._top_k == 0).any())
         width = logits.shape[-1] if full else min(int(self._top_k.max()), logits.shape[-1])
         sorted_logits, order = logits.topk(width, dim=-1)
-        sorted_probs = sorted_logits.softmax(dim=-1)
         ranks = torch.arange(width).unsqueeze(0)
         k = torch.where(self._top_k > 0, self._top_k, width).unsqueeze(1)
-        drop = ranks >= k
+        # top_k first, then top_p and min_p on the renormalised survivors (vLLM's order).
+        sorted_logits = sorted_logits.masked_fill(ranks >= k, float("-inf"))
+        sorted_probs = sorted_logits.softmax(dim=-1)
         # top_p: keep the smallest prefix whose mass reaches top_p (the first token always stays).
-        drop |= (sorted_probs.cumsum(dim=-1) - sorted_probs) >= self._top_p
+        drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= self._top_p
         drop |= sorted_probs < self._min_p * sorted_probs[:, :1]
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         filtered = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)

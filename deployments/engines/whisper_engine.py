@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 
+import av
 from faster_whisper import WhisperModel
 from faster_whisper.audio import decode_audio
+from faster_whisper.tokenizer import _LANGUAGE_CODES
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.engines.protocol import Segment, Transcription, Word
@@ -29,6 +32,7 @@ class WhisperOptions(BaseModel):
     num_workers: int = Field(1, ge=1, description="Transcriptions this replica runs in parallel.")
     beam_size: int = Field(5, ge=1)
     vad_filter: bool = Field(True, description="Skip silence (without it silence turns into invented words).")
+    max_audio_seconds: float = Field(4 * 3600, gt=0, description="Longest audio accepted (the guide: 4 hours).")
 
 
 class WhisperEngine:
@@ -47,16 +51,34 @@ class WhisperEngine:
         return None
 
     async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
-        if request.language and request.language != "en" and not self.model.model.is_multilingual:
+        self._check_language(request)
+        async with self._slots:
+            cancelled = threading.Event()
+            work = asyncio.ensure_future(asyncio.to_thread(self._transcribe, audio, request, cancelled))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The caller went away: stop the thread and keep this slot until it has stopped.
+                cancelled.set()
+                await asyncio.gather(work, return_exceptions=True)
+                raise
+
+    def _check_language(self, request: TranscriptionRequest) -> None:
+        if request.language is None:
+            return
+        if request.language not in _LANGUAGE_CODES:
+            raise InvalidRequest(f"Unknown language code `{request.language}` (use ISO-639-1, e.g. `en`).",
+                                 param="language")
+        if request.language != "en" and not self.model.model.is_multilingual:
             raise InvalidRequest(
                 f"Model `{request.model}` only transcribes English; language `{request.language}` is not supported.",
                 param="language",
             )
-        async with self._slots:
-            return await asyncio.to_thread(self._transcribe, audio, request)
 
-    def _transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
+    def _transcribe(self, audio: bytes, request: TranscriptionRequest, cancelled: threading.Event) -> Transcription:
+        self._check_duration(probe_seconds(audio))
         samples = _decode(audio)
+        self._check_duration(len(samples) / SAMPLE_RATE)  # headers can understate the length
         temperature = FALLBACK_TEMPERATURES if request.temperature == 0 else request.temperature
         segments, info = self.model.transcribe(
             samples,
@@ -67,13 +89,45 @@ class WhisperEngine:
             vad_filter=self.options.vad_filter,
             word_timestamps=request.wants_words(),
         )
-        out = [_segment(i, s) for i, s in enumerate(segments)]
+        out = []
+        for i, s in enumerate(segments):  # lazy: each step decodes the next window
+            if cancelled.is_set():
+                raise asyncio.CancelledError()
+            out.append(_segment(i, s))
         return Transcription(
             text=" ".join(s.text.strip() for s in out if s.text.strip()),
             language=_language_name(info.language),
             duration=round(len(samples) / SAMPLE_RATE, 3),
             segments=out,
         )
+
+
+    def _check_duration(self, seconds: float) -> None:
+        limit = self.options.max_audio_seconds
+        if seconds > limit:
+            raise InvalidRequest(f"The audio is {seconds / 3600:.2f} hours long; the maximum is {limit / 3600:g} hours.",
+                                 param="file", code="audio_too_long")
+
+
+def probe_seconds(audio: bytes) -> float:
+    """Duration from the container, its audio stream, or (streamed webm has neither) a demux-only walk."""
+    try:
+        with av.open(io.BytesIO(audio), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise InvalidRequest("The file contains no audio stream.", param="file")
+            if container.duration:
+                return container.duration / av.time_base
+            stream = container.streams.audio[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            end = 0.0
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            return end
+    except av.error.FFmpegError:
+        raise InvalidRequest("The audio file could not be decoded; it may be corrupt or truncated.",
+                             param="file") from None
 
 
 def _decode(audio: bytes):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 MAX_CHOICES = 8  # bounds the work one request can ask for
+MAX_STOP_CHARS = 256  # stop strings are matched against the text on every token
 
 
 class _Wire(BaseModel):
@@ -50,12 +51,16 @@ class StreamOptions(_Wire):
     include_usage: bool = False
 
 
+class ResponseFormat(_Wire):
+    type: Literal["text"] = Field(description="Only plain text; JSON modes are not supported.")
+
+
 class ChatCompletionRequest(_Wire):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=-1, description="vLLM extra; -1 or 0 disables")
+    top_k: int | None = Field(None, ge=-1, le=2**31 - 1, description="vLLM extra; -1 or 0 disables")
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
@@ -63,20 +68,28 @@ class ChatCompletionRequest(_Wire):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    logprobs: Literal[False] = Field(False, description="Log probabilities are not returned by these engines.")
+    response_format: ResponseFormat | None = None
     user: str | None = None
 
-    @model_validator(mode="after")
-    def _check(self) -> "ChatCompletionRequest":
-        if self.stream_options is not None and not self.stream:
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, stop: Union[str, list[str], None]) -> Union[str, list[str], None]:
+        stops = [stop] if isinstance(stop, str) else (stop or [])
+        if len(stops) > 4 or any(not s or len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"stop must be up to 4 non-empty strings of at most {MAX_STOP_CHARS} characters")
+        return stop
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(cls, options: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if options is not None and not info.data.get("stream"):
             raise ValueError("stream_options is only allowed when stream is true")
-        stops = self.stop_list()
-        if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("stop must be up to 4 non-empty strings")
-        return self
+        return options
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

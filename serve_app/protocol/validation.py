@@ -49,4 +49,5 @@ def parse_model(model: type[M], data: object) -> M:
             raise InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param) from None
         if err["type"] == "missing":
             raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
-        raise InvalidRequest(f"Invalid value for '{param}': {err['msg']}.", param=param) from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"Invalid value for '{param}': {message}." if param else message, param=param) from None

@@ -75,13 +75,30 @@ def feed(text: str, stops: list[str]) -> tuple[str, bool]:
         out += piece
         if stopped:
             return out, True
-    return out + inc.flush(), False
+    tail, stopped = inc.flush()
+    return out + tail, stopped
 
 
 def test_stop_string_across_tokens_is_cut_and_never_leaks():
     assert feed("hello world. END more", ["END"]) == ("hello world. ", True)
     assert feed("abc", ["cd"]) == ("abc", False)  # a held-back partial match is released at the end
     assert feed("no stops here", []) == ("no stops here", False)
+
+
+class _ByteTokenizer:
+    """One UTF-8 byte per token: a character can span tokens, as with byte-level BPE."""
+
+    def decode(self, ids, **_):
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_stop_found_while_a_multibyte_character_is_incomplete():
+    inc = IncrementalText(_ByteTokenizer(), ["STOP"])
+    sent = ""
+    for b in "ok STOP".encode():
+        sent += inc.add(b)[0]
+    piece, stopped = inc.add("é".encode()[0])  # first half of a two-byte character
+    assert (sent + piece, stopped) == ("ok ", True)
 
 
 def test_request_joining_a_running_batch_generates_what_it_would_alone(hf_engine):

@@ -147,6 +147,19 @@ def test_transcription_form_errors(http, speech_wav_file):
     assert_error(r, 404, "model_not_found")
 
 
+def test_audio_over_four_hours_is_400(http, over_four_hours_mp3):
+    r = http.post("/v1/audio/transcriptions", data={"model": SPEECH_MODEL},
+                  files={"file": ("long.mp3", over_four_hours_mp3.read_bytes())})
+    assert_error(r, 400, "audio_too_long", "file", "maximum is 4 hours")
+
+
+@pytest.mark.parametrize("language, text", [("xx", "unknown language"), ("fr", "only transcribes english")])
+def test_bad_language_is_400(http, speech_wav_file, language, text):
+    r = http.post("/v1/audio/transcriptions", data={"model": SPEECH_MODEL, "language": language},
+                  files={"file": ("a.wav", speech_wav_file.read_bytes())})
+    assert_error(r, 400, None, "language", text)
+
+
 def test_audio_over_25_mb_is_413_before_upload(endpoint):
     # Content-Length alone decides: the server answers without reading the 26 MB body.
     big = bytes(AUDIO_LIMIT + 1)

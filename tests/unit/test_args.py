@@ -31,5 +31,7 @@ def test_bad_model_entries_fail(change, fragment):
 def test_duplicate_ids_and_bad_hashes_fail():
     with pytest.raises(ValidationError, match="duplicate"):
         AppArgs.model_validate({"models": [MODEL, MODEL]})
+    with pytest.raises(ValidationError, match="same deployment name"):
+        AppArgs.model_validate({"models": [{**MODEL, "id": "org/m"}, {**MODEL, "id": "org-m"}]})
     with pytest.raises(ValidationError, match="sha256"):
         AppArgs.model_validate({"models": [MODEL], "api_key_hashes": ["secret"]})

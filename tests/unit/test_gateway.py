@@ -62,6 +62,17 @@ def test_client_request_id_is_echoed(client):
     assert client.get("/v1/models", headers={"x-request-id": "bad id\n"}).headers["x-request-id"] != "bad id"
 
 
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b"1" * 5000, b'{"model": "m", "messages": 1e999999}'])
+def test_pathological_json_is_400_not_500(client, raw):
+    r = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+
+
+def test_only_exact_health_path_is_public(client):
+    assert client.get("/health", headers={"x-api-key": ""}).status_code == 200
+    assert client.get("/healthz", headers={"x-api-key": ""}).status_code == 401
+
+
 def test_oversized_json_body_is_413(client):
     r = client.post("/v1/chat/completions", content=b"{" + b" " * 31_457_281 + b"}",
                     headers={"content-type": "application/json"})

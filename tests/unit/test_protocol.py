@@ -17,6 +17,12 @@ def test_accepts_openai_fields_and_vllm_extras():
     assert req.top_k == 40 and req.stop_list() == ["x"] and req.token_budget() == 10 and req.n == 2
 
 
+def test_neutral_fields_that_sdk_wrappers_send_are_accepted():
+    req = parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "logprobs": False, "user": "u1",
+                                              "response_format": {"type": "text"}})
+    assert req.logprobs is False
+
+
 def test_max_completion_tokens_wins_over_max_tokens():
     req = parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "max_tokens": 5,
                                               "max_completion_tokens": 9})
@@ -33,8 +39,14 @@ def test_max_completion_tokens_wins_over_max_tokens():
     ({"model": "m", "messages": MSG, "bogus": 1}, "bogus", "Unrecognized request argument"),
     ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "Invalid value"),
     ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content", "Missing required parameter"),
-    ({"model": "m", "messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, None, "stop must be"),
-    ({"model": "m", "messages": MSG, "stream_options": {"include_usage": True}}, None, "stream_options"),
+    ({"model": "m", "messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop", "stop must be"),
+    ({"model": "m", "messages": MSG, "stop": "x" * 257}, "stop", "stop must be"),
+    ({"model": "m", "messages": MSG, "stream_options": {"include_usage": True}}, "stream_options",
+     "only allowed when stream is true"),
+    ({"model": "m", "messages": MSG, "top_k": 2**63}, "top_k", "Invalid value"),
+    ({"model": "m", "messages": MSG, "logprobs": True}, "logprobs", "Invalid value"),
+    ({"model": "m", "messages": MSG, "response_format": {"type": "json_object"}}, "response_format.type",
+     "Invalid value"),
 ])
 def test_bad_chat_bodies_name_the_param(body, param, fragment):
     with pytest.raises(InvalidRequest) as err:
