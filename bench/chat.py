@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -104,13 +105,14 @@ async def measure(args, levels: list[int]) -> list[dict]:
     """Interleave targets level by level (A B C, A B C, ...) so machine noise hits them alike; keep medians."""
     from openai import AsyncOpenAI
 
-    calls = {}
+    calls, clients = {}, []
     for target in args.targets.split(","):
         if target in ("inprocess", "inprocess-nobatch"):
             engine = load_engine(args.config, 1 if target == "inprocess-nobatch" else None)
             calls[target] = lambda seed, e=engine: engine_request(e, args.max_tokens, seed)
         else:
             client = AsyncOpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
+            clients.append(client)
             calls[target] = lambda seed, c=client: openai_request(c, args.model, args.max_tokens, seed)
     rows = []
     for level in levels:
@@ -122,6 +124,8 @@ async def measure(args, levels: list[int]) -> list[dict]:
                 runs[target].append(await run_level(target, call, level, args.rounds))
         rows += [median_row(r) for r in runs.values()]
         print_table(rows)
+    for client in clients:
+        await client.close()
     return rows
 
 
@@ -167,6 +171,7 @@ def main() -> None:
                         help="Serve config for the gateway and in-process targets")
     parser.add_argument("--out", default=str(RESULTS / "chat.json"))
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind, so the Serve cluster is shut down too
     levels = [int(x) for x in args.levels.split(",")]
     with contextlib.ExitStack() as stack:
         if "gateway" in args.targets.split(","):

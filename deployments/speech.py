@@ -1,9 +1,11 @@
-"""Replica class for a speech-recognition model."""
+"""Replica class for a speech-recognition model: transcribes chunks handed out by the coordinator."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from deployments.engines.factory import create_speech_engine
-from deployments.engines.protocol import Transcription
+from deployments.engines.protocol import ChunkTranscript
 from serve_app.args import ModelConfig
 from serve_app.protocol.audio import TranscriptionRequest
 
@@ -13,8 +15,9 @@ class SpeechModelServer:
         self.config = ModelConfig.model_validate(config)
         self.engine = create_speech_engine(self.config)
 
-    async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
-        return await self.engine.transcribe(audio, request)
+    async def transcribe_samples(self, samples: np.ndarray, offset: float,
+                                 request: TranscriptionRequest) -> ChunkTranscript:
+        return await self.engine.transcribe_samples(samples, offset, request)
 
     async def check_health(self) -> None:
         await self.engine.check_health()

@@ -19,12 +19,22 @@ GATEWAY_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _model_deployment(config: ModelConfig):
-    if config.kind == "speech":
-        from deployments.speech import SpeechModelServer as server
-    else:
-        from deployments.text import TextModelServer as server
-    return serve.deployment(server, name=config.deployment_name).options(**config.deployment.as_serve_options())
+def _bind_model(config: ModelConfig) -> Application:
+    """One deployment per model; a speech model also gets a CPU coordinator in front of its replicas."""
+    options = config.deployment.as_serve_options()
+    if config.kind != "speech":
+        from deployments.text import TextModelServer
+
+        return serve.deployment(TextModelServer, name=config.deployment_name).options(**options).bind(
+            config.model_dump())
+    from deployments.speech import SpeechModelServer
+    from deployments.speech_coordinator import SpeechCoordinator
+
+    workers = serve.deployment(SpeechModelServer, name=config.deployment_name).options(**options).bind(
+        config.model_dump())
+    coordinator = serve.deployment(SpeechCoordinator, name=config.deployment_name + "-coordinator").options(
+        **config.splitting.deployment.as_serve_options())
+    return coordinator.bind(config.model_dump(), workers)
 
 
 def build_app(raw_args: dict[str, Any]) -> Application:
@@ -32,7 +42,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
     key_hashes = list(args.api_key_hashes) + key_hashes_from_env()
     if not key_hashes:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")
-    handles = {m.id: _model_deployment(m).bind(m.model_dump()) for m in args.models}
+    handles = {m.id: _bind_model(m) for m in args.models}
     options = {**GATEWAY_DEFAULTS, **args.ingress.deployment.as_serve_options()}
     if "num_replicas" in args.ingress.deployment.as_serve_options():
         options.pop("autoscaling_config")  # a fixed count replaces autoscaling

@@ -61,6 +61,22 @@ class DeploymentOptions(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+class SpeechSplitting(_Strict):
+    """How a speech model's coordinator cuts uploads into chunks that its replicas transcribe in parallel."""
+
+    chunk_seconds: float = Field(300.0, ge=60, description="Target chunk length; cuts land in nearby pauses.")
+    max_chunks_in_flight: int = Field(8, ge=1, description="Chunks dispatched ahead (bounds coordinator memory).")
+    max_audio_seconds: float = Field(4 * 3600, gt=0, description="Longest audio accepted (the guide: 4 hours).")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(
+            ray_actor_options={"num_cpus": 0.1},
+            autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
+            max_ongoing_requests=32,
+        ),
+        description="Serve options of the coordinator deployment (CPU only: decoding and cutting).",
+    )
+
+
 class ModelConfig(_Strict):
     """One served model: one Serve deployment."""
 
@@ -75,6 +91,9 @@ class ModelConfig(_Strict):
     deployment: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Ray Serve options for this model's deployment."
     )
+    splitting: SpeechSplitting | None = Field(
+        None, description="Speech models only: long-audio chunking and its coordinator deployment."
+    )
 
     @property
     def deployment_name(self) -> str:
@@ -86,6 +105,10 @@ class ModelConfig(_Strict):
             raise ValueError(f"model id {self.id!r} must be 1-128 chars of letters, digits and . _ : / -")
         if self.engine not in _ENGINES_BY_KIND[self.kind]:
             raise ValueError(f"engine {self.engine!r} cannot serve kind {self.kind!r}")
+        if self.kind == "speech" and self.splitting is None:
+            object.__setattr__(self, "splitting", SpeechSplitting())
+        if self.kind != "speech" and self.splitting is not None:
+            raise ValueError("`splitting` applies to speech models only")
         return self
 
 

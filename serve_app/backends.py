@@ -7,7 +7,7 @@ from typing import AsyncIterator
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.engines.protocol import Completion, GenerationStep, Transcription
+from deployments.engines.protocol import ChunkTranscript, Completion, GenerationStep, Transcription
 from serve_app.errors import ServiceUnavailable
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -42,11 +42,34 @@ class TextBackend:
 
 
 class SpeechBackend:
+    """The gateway's view of a speech model: its coordinator deployment."""
+
     def __init__(self, handle: DeploymentHandle) -> None:
         self._handle = handle
+        self._streaming = handle.options(stream=True)
 
     async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
         try:
             return await self._handle.transcribe.remote(audio, request)
         except BackPressureError:
             raise _overloaded(request.model) from None
+
+    async def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
+        pieces = self._streaming.stream.remote(audio, request)
+        try:
+            async for piece in pieces:
+                yield piece
+        except BackPressureError:
+            raise _overloaded(request.model) from None
+        finally:
+            pieces.cancel()
+
+
+class SpeechWorkersBackend:
+    """The coordinator's view of the speech replicas: one call per chunk, spread by Serve's router."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def transcribe_samples(self, samples, offset: float, request: TranscriptionRequest) -> ChunkTranscript:
+        return await self._handle.transcribe_samples.remote(samples, offset, request)

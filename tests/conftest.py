@@ -36,3 +36,13 @@ def over_four_hours_mp3(speech_dir) -> Path:
     subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
                     "-t", "14460", "-c:a", "libmp3lame", "-b:a", "8k", str(path)], check=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def ten_minute_speech(speech_dir) -> tuple[Path, str]:
+    """About ten minutes of synthesized speech as a 32 kb/s mp3, and its text."""
+    from tests.media import long_text
+
+    text = long_text(1630)
+    wav = speech_wav(speech_dir / "ten-minutes.wav", text)
+    return convert(wav, speech_dir / "ten-minutes.mp3", "-ac", "1", "-b:a", "32k"), text

@@ -19,6 +19,25 @@ def convert(src: Path, dst: Path, *extra: str) -> Path:
     return dst
 
 
+def long_text(words_wanted: int, seed: int = 7) -> str:
+    """Varied, speakable English sentences (deterministic), for minutes of synthesized speech."""
+    import random
+
+    rng = random.Random(seed)
+    subjects = ["the old farmer", "my sister", "a quiet student", "the tall doctor", "our neighbour", "the captain"]
+    verbs = ["painted", "carried", "found", "opened", "cleaned", "sold", "watched", "repaired", "ordered"]
+    objects = ["a red boat", "the wooden table", "seven green apples", "the morning paper", "a small garden",
+               "the broken window", "two heavy boxes", "the kitchen door", "a bright lamp"]
+    places = ["near the river", "after lunch", "in the village", "before sunrise", "at the market",
+              "behind the school", "during the storm", "on the hill"]
+    sentences, count = [], 0
+    while count < words_wanted:
+        sentence = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)} {rng.choice(places)}."
+        sentences.append(sentence[0].upper() + sentence[1:])
+        count += len(sentence.split())
+    return " ".join(sentences)
+
+
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 

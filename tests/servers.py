@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import uvicorn
@@ -33,6 +34,7 @@ class LocalGateway:
 
     def __init__(self, api_keys: list[str], config_path: Path = CPU_CONFIG) -> None:
         from deployments.speech import SpeechModelServer
+        from deployments.speech_coordinator import SpeechCoordinator
         from deployments.text import TextModelServer
         from serve_app.args import AppArgs
         from serve_app.gateway import create_gateway
@@ -40,8 +42,11 @@ class LocalGateway:
         from serve_app.security.auth import KeyStore, hash_key
 
         args = AppArgs.model_validate(app_args(config_path))
-        servers = {m.id: (SpeechModelServer if m.kind == "speech" else TextModelServer)(m.model_dump())
-                   for m in args.models}
+        servers = {
+            m.id: SpeechCoordinator(m.model_dump(), SpeechModelServer(m.model_dump())) if m.kind == "speech"
+            else TextModelServer(m.model_dump())
+            for m in args.models
+        }
         registry = ModelRegistry([ServedModel(m.id, m.kind, m.owned_by, servers[m.id]) for m in args.models])
         app = create_gateway(registry, KeyStore([hash_key(k) for k in api_keys]), args.limits)
         self.port = free_port()
@@ -62,12 +67,15 @@ class LocalGateway:
 class ServeRun:
     """`serve run <config>` in a subprocess, on a free port, exactly as users start the product."""
 
-    def __init__(self, api_keys: list[str], log_path: Path, config_path: Path = CPU_CONFIG) -> None:
+    def __init__(self, api_keys: list[str], log_path: Path, config_path: Path = CPU_CONFIG,
+                 tweak: Callable[[dict], None] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         config = yaml.safe_load(config_path.read_text())
         config["http_options"]["port"] = self.port
+        if tweak is not None:
+            tweak(config)
         self.config_path = log_path.with_suffix(".yaml")
         self.config_path.write_text(yaml.safe_dump(config))
         self.env = {**os.environ, "ENDPOINT_API_KEYS": ",".join(api_keys), "RAY_USAGE_STATS_ENABLED": "0"}

@@ -58,6 +58,15 @@ class Segment:
 
 
 @dataclass
+class ChunkTranscript:
+    """What one replica made of one chunk of a file (times relative to the file)."""
+
+    segments: list[Segment]
+    language: str
+    seconds: float  # length of the chunk
+
+
+@dataclass
 class Transcription:
     text: str
     language: str
@@ -74,7 +83,9 @@ class TextEngine(Protocol):
 
 
 class SpeechEngine(Protocol):
-    async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription: ...
+    def check_language(self, request: TranscriptionRequest) -> None: ...
+
+    async def transcribe_samples(self, samples, offset: float, request: TranscriptionRequest) -> ChunkTranscript: ...
 
     async def check_health(self) -> None: ...
 

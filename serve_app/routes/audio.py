@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import AsyncIterator
+
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from deployments.engines.protocol import ChunkTranscript
 from serve_app.body import read_capped, replay, too_large
 from serve_app.errors import InvalidRequest
 from serve_app.media import sniff_audio
@@ -13,8 +17,26 @@ from serve_app.protocol import transcript_formats as fmt
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.validation import parse_model
 from serve_app.routing import ModelRegistry
+from serve_app.streaming import sse_response
 
 FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
+
+
+async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[ChunkTranscript]):
+    """OpenAI's streamed transcription events: text deltas as chunks finish, then the whole text."""
+    texts: list[str] = []
+    seconds = 0.0
+    piece = first
+    while piece is not None:
+        for segment in piece.segments:
+            text = segment.text.strip()
+            if text:
+                yield {"type": "transcript.text.delta", "delta": (" " if texts else "") + text}
+                texts.append(text)
+        seconds += piece.seconds
+        piece = await anext(rest, None)
+    yield {"type": "transcript.text.done", "text": " ".join(texts),
+           "usage": {"type": "duration", "seconds": math.ceil(seconds)}}
 
 
 class TranscriptionRoute:
@@ -32,7 +54,11 @@ class TranscriptionRoute:
         model.require("transcription")
         sniff_audio(audio)
         if req.stream:
-            raise InvalidRequest("stream=true is not supported for transcriptions yet.", param="stream")
+            if req.response_format not in ("json", "text"):
+                raise InvalidRequest("stream=true works with response_format json or text.", param="stream")
+            pieces = model.backend.stream(audio, req)
+            first = await anext(pieces, None)  # errors found up front (bad audio, too long) keep their status
+            return sse_response(_transcript_events(first, pieces), done_marker=False)
         result = await model.backend.transcribe(audio, req)
         if req.response_format == "text":
             return PlainTextResponse(result.text + "\n")

