@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install system-deps run test unit e2e bench clean
+.PHONY: install system-deps run test unit e2e key bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,8 +39,13 @@ unit: install
 e2e: install system-deps
 	$(BIN)/python -m pytest tests/e2e
 
+# make key NAME=alice [ADMIN=1]: a new secret and its config line (only the sha256 goes in the config)
+key: install
+	$(BIN)/python -m serve_app.security.keygen $(NAME) $(if $(ADMIN),--admin)
+
 bench: install
-	$(BIN)/python bench/chat.py --help
+	$(BIN)/python bench/chat.py
+	$(BIN)/python bench/asr.py
 
 clean:
 	rm -rf $(VENV)

@@ -9,7 +9,8 @@ from ray.serve import Application
 
 from serve_app.args import AppArgs, ModelConfig
 from serve_app.ingress import Gateway
-from serve_app.security.auth import ENV_VAR, key_hashes_from_env
+from serve_app.security.auth import ENV_VAR, keys_from_env
+from serve_app.security.rate_limit import RateLimiterServer
 
 # Defaults for the CPU-only gateway; model deployments take theirs from the YAML.
 GATEWAY_DEFAULTS: dict[str, Any] = {
@@ -39,12 +40,15 @@ def _bind_model(config: ModelConfig) -> Application:
 
 def build_app(raw_args: dict[str, Any]) -> Application:
     args = AppArgs.model_validate(raw_args)
-    key_hashes = list(args.api_key_hashes) + key_hashes_from_env()
-    if not key_hashes:
+    keys = list(args.api_keys) + keys_from_env()
+    if not keys:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")
     handles = {m.id: _bind_model(m) for m in args.models}
     options = {**GATEWAY_DEFAULTS, **args.ingress.deployment.as_serve_options()}
     if "num_replicas" in args.ingress.deployment.as_serve_options():
         options.pop("autoscaling_config")  # a fixed count replaces autoscaling
     gateway = serve.deployment(Gateway, name="gateway").options(**options)
-    return gateway.bind(args.model_dump(), key_hashes, handles)
+    # One replica on purpose: it is the single place every gateway replica's rate limits are counted.
+    limiter = serve.deployment(RateLimiterServer, name="rate-limiter").options(
+        num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000).bind()
+    return gateway.bind(args.model_dump(), [k.model_dump() for k in keys], handles, limiter)

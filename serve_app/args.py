@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -121,6 +122,29 @@ class LimitsConfig(_Strict):
     )
 
 
+class RateLimits(_Strict):
+    """Per-key budgets per minute; a missing field means no limit on that dimension."""
+
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests of any kind.")
+    tokens_per_minute: int | None = Field(None, ge=1, description="Chat prompt + completion tokens.")
+    audio_seconds_per_minute: int | None = Field(None, ge=1, description="Seconds of audio transcribed.")
+    images_per_minute: int | None = Field(None, ge=1, description="Images sent in chat messages.")
+
+    def merged_over(self, base: "RateLimits") -> "RateLimits":
+        return RateLimits(**{**base.model_dump(), **self.model_dump(exclude_none=True)})
+
+
+class APIKey(_Strict):
+    """A named API key, stored only as the sha256 hex digest of the secret (`make key` prints one)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Shown in logs and metrics.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 hex digest of the secret.")
+    models: list[str] | None = Field(None, description="Model ids this key may use (default: all).")
+    expires_at: datetime | None = Field(None, description="After this instant (UTC if no zone) the key fails.")
+    limits: RateLimits | None = Field(None, description="Overrides of the default rate limits for this key.")
+    admin: bool = Field(False, description="May read GET /v1/usage.")
+
+
 class IngressConfig(_Strict):
     """Ray Serve options for the gateway deployment (CPU only)."""
 
@@ -133,9 +157,11 @@ class AppArgs(_Strict):
     models: list[ModelConfig] = Field(min_length=1, description="Models served behind the endpoint.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ingress: IngressConfig = Field(default_factory=IngressConfig)
-    api_key_hashes: list[str] = Field(
-        default_factory=list,
-        description="sha256 hex digests of accepted API keys, in addition to ENDPOINT_API_KEYS.",
+    api_keys: list[APIKey] = Field(
+        default_factory=list, description="Named keys, in addition to the secrets in ENDPOINT_API_KEYS."
+    )
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits, description="Default per-key limits (ENDPOINT_API_KEYS keys get these)."
     )
 
     @model_validator(mode="after")
@@ -148,7 +174,12 @@ class AppArgs(_Strict):
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(f"model ids map to the same deployment name {clashes}: rename one")
-        for digest in self.api_key_hashes:
-            if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise ValueError("api_key_hashes entries must be 64 lowercase hex chars (sha256)")
+        names = [k.name for k in self.api_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("api_keys names must be unique")
+        known = set(ids)
+        for key in self.api_keys:
+            unknown = sorted(set(key.models or []) - known)
+            if unknown:
+                raise ValueError(f"api key {key.name!r} names unknown models {unknown}")
         return self

@@ -72,4 +72,23 @@ class SpeechWorkersBackend:
         self._handle = handle
 
     async def transcribe_samples(self, samples, offset: float, request: TranscriptionRequest) -> ChunkTranscript:
-        return await self._handle.transcribe_samples.remote(samples, offset, request)
+        try:
+            return await self._handle.transcribe_samples.remote(samples, offset, request)
+        except BackPressureError:
+            raise _overloaded(request.model) from None
+
+
+class LimiterBackend:
+    """The gateway's view of the shared rate-limiter deployment."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def admit(self, key: str, limits):
+        return await self._handle.admit.remote(key, limits)
+
+    async def charge(self, key: str, limits, amounts: dict[str, float]) -> None:
+        await self._handle.charge.remote(key, limits, amounts)
+
+    async def usage(self) -> dict:
+        return await self._handle.usage.remote()

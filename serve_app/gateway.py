@@ -11,10 +11,11 @@ from starlette.routing import Route
 
 from serve_app.args import LimitsConfig
 from serve_app.errors import APIError, MethodNotAllowed, RouteNotFound, error_response
-from serve_app.middleware import AuthMiddleware, RequestContextMiddleware
+from serve_app.middleware import AuthMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from serve_app.routes.audio import TranscriptionRoute
 from serve_app.routes.chat import ChatRoute
 from serve_app.routes.models import ModelsRoute
+from serve_app.routes.usage import UsageRoute
 from serve_app.routing import ModelRegistry
 from serve_app.security.auth import KeyStore
 
@@ -34,11 +35,14 @@ async def _health(request: Request) -> JSONResponse:
 
 
 def create_gateway(
-    registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, behind_serve_proxy: bool = False
+    registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, limiter, behind_serve_proxy: bool = False
 ) -> Starlette:
+    """`limiter` has async admit/charge/usage: the shared rate-limiter deployment's handle or a local one."""
     models = ModelsRoute(registry)
+    usage = UsageRoute(limiter)
     routes = [
         Route("/health", _health, methods=["GET"]),
+        Route("/v1/usage", usage.handle, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
         Route("/v1/chat/completions", ChatRoute(registry, limits.max_request_bytes).handle, methods=["POST"]),
@@ -49,6 +53,7 @@ def create_gateway(
         middleware=[
             Middleware(RequestContextMiddleware, echo_header=not behind_serve_proxy),
             Middleware(AuthMiddleware, keys=keys),
+            Middleware(RateLimitMiddleware, limiter=limiter),
         ],
         exception_handlers={APIError: _api_error, HTTPException: _http_error},
     )

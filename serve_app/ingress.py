@@ -5,8 +5,8 @@ from __future__ import annotations
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.args import AppArgs
-from serve_app.backends import SpeechBackend, TextBackend
+from serve_app.args import APIKey, AppArgs
+from serve_app.backends import LimiterBackend, SpeechBackend, TextBackend
 from serve_app.gateway import create_gateway
 from serve_app.routing import ModelRegistry, ServedModel
 from serve_app.security.auth import KeyStore
@@ -14,9 +14,11 @@ from serve_app.security.auth import KeyStore
 
 @serve.ingress()
 class Gateway:
-    def __init__(self, args: dict, key_hashes: list[str], handles: dict[str, DeploymentHandle]) -> None:
+    def __init__(self, args: dict, keys: list[dict], handles: dict[str, DeploymentHandle],
+                 limiter: DeploymentHandle) -> None:
         self.args = AppArgs.model_validate(args)
-        self.keys = KeyStore(key_hashes)
+        self.keys = KeyStore([APIKey.model_validate(k) for k in keys], self.args.rate_limits)
+        self.limiter = LimiterBackend(limiter)
         self.registry = ModelRegistry([
             ServedModel(
                 id=m.id,
@@ -28,4 +30,4 @@ class Gateway:
         ])
 
     def __serve_build_asgi_app__(self):
-        return create_gateway(self.registry, self.keys, self.args.limits, behind_serve_proxy=True)
+        return create_gateway(self.registry, self.keys, self.args.limits, self.limiter, behind_serve_proxy=True)

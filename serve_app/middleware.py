@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import re
+import time
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.errors import APIError, ServerError, error_response
+from serve_app.errors import APIError, RateLimited, ServerError, error_response
 from serve_app.security.auth import KeyStore
+from serve_app.security.rate_limit import rate_limit_headers
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("ray.serve")  # Serve's replica logger: lines land in the replica's log file
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/health"})
 
@@ -52,7 +57,7 @@ class RequestContextMiddleware:
 
 
 class AuthMiddleware:
-    """Every route but the public ones needs a valid API secret."""
+    """Every route but the public ones needs a valid API secret; the caller lands in scope['state']."""
 
     def __init__(self, app: ASGIApp, keys: KeyStore) -> None:
         self.app = app
@@ -61,7 +66,51 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
             try:
-                self.keys.authenticate(Headers(scope=scope))
+                scope.setdefault("state", {})["caller"] = self.keys.authenticate(Headers(scope=scope))
             except APIError as exc:
                 return await error_response(exc)(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class RateLimitMiddleware:
+    """Admits each authenticated request against its key's budgets, adds the x-ratelimit-* headers, and
+    charges what the request used (routes put it in scope['state']['usage']) once it has finished."""
+
+    def __init__(self, app: ASGIApp, limiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = scope.get("state", {}).get("caller") if scope["type"] == "http" else None
+        if caller is None:
+            return await self.app(scope, receive, send)
+        decision = await self.limiter.admit(caller.name, caller.limits)
+        extra = rate_limit_headers(decision)
+        if not decision.allowed:
+            retry = max(1, math.ceil(decision.retry_after_s))
+            response = error_response(RateLimited(
+                f"Rate limit reached for {decision.limit_name} on key `{caller.name}`. "
+                f"Please retry after {retry} s.", headers={"Retry-After": str(retry)}))
+            response.raw_headers.extend(extra)
+            return await response(scope, receive, send)
+
+        status = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        usage: dict[str, float] = scope["state"].setdefault("usage", {})
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            # One access line per request: the key's name, never the key.
+            access_log.info("request_id=%s key=%s %s %s status=%s usage=%s latency_ms=%.1f",
+                            scope["state"].get("request_id"), caller.name, scope["method"], scope["path"],
+                            status or 500, usage, 1000 * (time.perf_counter() - started))
+            if usage:  # shielded: a client that hung up still pays for what it used
+                await asyncio.shield(self.limiter.charge(caller.name, caller.limits, dict(usage)))

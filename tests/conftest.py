@@ -10,6 +10,12 @@ from tests.media import convert, speech_wav
 
 API_KEY = "test-secret-" + "5f2c9a1e7b3d4c60"
 OTHER_KEY = "second-secret-" + "a81b9c"
+# Named keys the e2e Serve config declares (by digest), each with a small budget to run into.
+LIMITED_KEY = "limited-" + "77c1"  # 4 requests per minute
+TOKEN_KEY = "tokens-" + "91aa"  # 30 tokens per minute
+AUDIO_KEY = "audio-" + "3b02"  # 8 audio seconds per minute
+ASR_ONLY_KEY = "asr-only-" + "e5d0"  # may use the speech model only
+ADMIN_KEY = "admin-" + "0f4e"  # may read /v1/usage
 
 
 @pytest.fixture(scope="session")

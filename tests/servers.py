@@ -39,7 +39,9 @@ class LocalGateway:
         from serve_app.args import AppArgs
         from serve_app.gateway import create_gateway
         from serve_app.routing import ModelRegistry, ServedModel
+        from serve_app.args import APIKey
         from serve_app.security.auth import KeyStore, hash_key
+        from serve_app.security.rate_limit import RateLimiterServer
 
         args = AppArgs.model_validate(app_args(config_path))
         servers = {
@@ -48,7 +50,8 @@ class LocalGateway:
             for m in args.models
         }
         registry = ModelRegistry([ServedModel(m.id, m.kind, m.owned_by, servers[m.id]) for m in args.models])
-        app = create_gateway(registry, KeyStore([hash_key(k) for k in api_keys]), args.limits)
+        keys = [APIKey(name=f"key-{i}", sha256=hash_key(k)) for i, k in enumerate(api_keys)] + list(args.api_keys)
+        app = create_gateway(registry, KeyStore(keys, args.rate_limits), args.limits, RateLimiterServer())
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))

@@ -22,7 +22,7 @@ from serve_app.streaming import sse_response
 FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
 
 
-async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[ChunkTranscript]):
+async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[ChunkTranscript], used: dict):
     """OpenAI's streamed transcription events: text deltas as chunks finish, then the whole text."""
     texts: list[str] = []
     seconds = 0.0
@@ -34,6 +34,7 @@ async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[
                 yield {"type": "transcript.text.delta", "delta": (" " if texts else "") + text}
                 texts.append(text)
         seconds += piece.seconds
+        used["audio_seconds"] = seconds
         piece = await anext(rest, None)
     yield {"type": "transcript.text.done", "text": " ".join(texts),
            "usage": {"type": "duration", "seconds": math.ceil(seconds)}}
@@ -50,6 +51,7 @@ class TranscriptionRoute:
         raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD)
         audio, fields = await self._parse_form(Request(request.scope, replay(raw)))
         req = parse_model(TranscriptionRequest, fields)
+        request.state.caller.require_model(req.model)
         model = self.registry.get(req.model)
         model.require("transcription")
         sniff_audio(audio)
@@ -58,8 +60,9 @@ class TranscriptionRoute:
                 raise InvalidRequest("stream=true works with response_format json or text.", param="stream")
             pieces = model.backend.stream(audio, req)
             first = await anext(pieces, None)  # errors found up front (bad audio, too long) keep their status
-            return sse_response(_transcript_events(first, pieces), done_marker=False)
+            return sse_response(_transcript_events(first, pieces, request.state.usage), done_marker=False)
         result = await model.backend.transcribe(audio, req)
+        request.state.usage["audio_seconds"] = result.duration
         if req.response_format == "text":
             return PlainTextResponse(result.text + "\n")
         if req.response_format == "srt":

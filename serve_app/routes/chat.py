@@ -31,6 +31,7 @@ class ChatRoute:
 
     async def handle(self, request: Request) -> Response:
         chat = parse_model(ChatCompletionRequest, await read_json(request, self.max_body_bytes))
+        request.state.caller.require_model(chat.model)
         model = self.registry.get(chat.model)
         model.require("chat")
         if chat.image_count():
@@ -40,17 +41,17 @@ class ChatRoute:
         if not chat.stream:
             result = await model.backend.complete(chat)
             usage = usage_dict(result.usage.prompt_tokens, result.usage.completion_tokens)
+            request.state.usage["tokens"] = usage["total_tokens"]
             return JSONResponse(completion_body(completion_id, chat.model, result.choices, usage))
         steps = model.backend.stream(chat)
         # Take the first step before answering, so errors found up front (context too long, bad params)
         # still get their own status code instead of an in-stream error event.
         first = await anext(steps)
-        return sse_response(_chunks(chat, completion_id, first, steps))
+        return sse_response(_chunks(chat, completion_id, first, steps, request.state.usage))
 
 
-async def _chunks(
-    chat: ChatCompletionRequest, completion_id: str, first: GenerationStep, rest: AsyncIterator[GenerationStep]
-) -> AsyncIterator[dict]:
+async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: GenerationStep,
+                  rest: AsyncIterator[GenerationStep], used: dict) -> AsyncIterator[dict]:
     created = int(time.time())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
 
@@ -66,6 +67,7 @@ async def _chunks(
             if d.finish_reason:
                 yield chunk([delta_choice(d.index, {}, d.finish_reason)])
         if step.usage is not None:
+            used["tokens"] = step.usage.prompt_tokens + step.usage.completion_tokens
             if include_usage:
                 yield chunk([], usage_dict(step.usage.prompt_tokens, step.usage.completion_tokens))
             return

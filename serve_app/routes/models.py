@@ -14,7 +14,10 @@ class ModelsRoute:
         self.registry = registry
 
     async def list(self, request: Request) -> JSONResponse:
-        return JSONResponse(model_list(self.registry.cards()))
+        allowed = request.state.caller.models
+        return JSONResponse(model_list([c for c in self.registry.cards() if allowed is None or c["id"] in allowed]))
 
     async def retrieve(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.registry.get(request.path_params["model_id"]).card())
+        model_id = request.path_params["model_id"]
+        request.state.caller.require_model(model_id)
+        return JSONResponse(self.registry.get(model_id).card())

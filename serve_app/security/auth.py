@@ -1,13 +1,16 @@
-"""API secrets: read from the environment or config, kept only as sha256 digests, checked in constant time."""
+"""API secrets: named keys kept only as sha256 digests, checked in constant time; never logged."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Mapping
 
-from serve_app.errors import AuthenticationFailed
+from serve_app.args import APIKey, RateLimits
+from serve_app.errors import AuthenticationFailed, ModelNotFound
 
 ENV_VAR = "ENDPOINT_API_KEYS"
 
@@ -16,8 +19,10 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def key_hashes_from_env(environ: Mapping[str, str] = os.environ) -> list[str]:
-    return [hash_key(k.strip()) for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
+def keys_from_env(environ: Mapping[str, str] = os.environ) -> list[APIKey]:
+    """ENDPOINT_API_KEYS secrets as keys named env-1, env-2, ... (only their digests are kept)."""
+    secrets = [k.strip() for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
+    return [APIKey(name=f"env-{i}", sha256=hash_key(k)) for i, k in enumerate(secrets, start=1)]
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -31,22 +36,47 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-class KeyStore:
-    def __init__(self, digests: list[str]) -> None:
-        if not digests:
-            raise ValueError(f"no API keys configured: set {ENV_VAR} (comma-separated) or api_key_hashes")
-        self._digests = [bytes.fromhex(d) for d in dict.fromkeys(digests)]
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's name (never its secret), what it may use and its limits."""
 
-    def authenticate(self, headers: Mapping[str, str]) -> None:
-        key = presented_key(headers)
-        if key is None:
+    name: str
+    models: frozenset[str] | None
+    limits: RateLimits
+    admin: bool
+
+    def require_model(self, model_id: str) -> None:
+        if self.models is not None and model_id not in self.models:
+            raise ModelNotFound(model_id)  # same answer as a model that does not exist
+
+
+class KeyStore:
+    def __init__(self, keys: list[APIKey], default_limits: RateLimits | None = None) -> None:
+        if not keys:
+            raise ValueError(f"no API keys configured: set {ENV_VAR} (comma-separated) or api_keys")
+        default_limits = default_limits or RateLimits()
+        self._keys = [(bytes.fromhex(k.sha256), k, (k.limits or RateLimits()).merged_over(default_limits))
+                      for k in keys]
+
+    def authenticate(self, headers: Mapping[str, str]) -> Caller:
+        secret = presented_key(headers)
+        if secret is None:
             raise AuthenticationFailed(
                 "Missing API secret. Send it as `x-api-key: <SECRET>` or `Authorization: Bearer <SECRET>`."
             )
-        digest = hashlib.sha256(key.encode()).digest()
+        digest = hashlib.sha256(secret.encode()).digest()
         # Compare against every digest so the timing does not reveal which (or whether one) matched early.
-        matched = False
-        for known in self._digests:
-            matched |= hmac.compare_digest(digest, known)
-        if not matched:
+        found = None
+        for known, key, limits in self._keys:
+            if hmac.compare_digest(digest, known) and found is None:
+                found = (key, limits)
+        if found is None:
             raise AuthenticationFailed()
+        key, limits = found
+        if key.expires_at is not None and _utc(key.expires_at) <= datetime.now(timezone.utc):
+            raise AuthenticationFailed("This API secret has expired.")
+        return Caller(key.name, frozenset(key.models) if key.models is not None else None, limits, key.admin)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from openai import OpenAI
 
-from tests.conftest import API_KEY, OTHER_KEY
+from serve_app.security.auth import hash_key
+from tests.conftest import ADMIN_KEY, API_KEY, ASR_ONLY_KEY, AUDIO_KEY, LIMITED_KEY, OTHER_KEY, TOKEN_KEY
 from tests.servers import LocalGateway, ServeRun, warm_up
 
 CHAT_MODEL = "smollm2-135m-instruct"
@@ -16,10 +17,23 @@ SPEECH_REPLICAS = 2
 CHUNK_SECONDS = 120
 
 
-def two_speech_replicas(config: dict) -> None:
-    """The CPU default, with two single-threaded speech replicas and 2-minute chunks, so that long-audio tests
-    really fan out (the default autoscales 1 -> 2 replicas only under load)."""
-    speech = next(m for m in config["applications"][0]["args"]["models"] if m["kind"] == "speech")
+GATEWAY_REPLICAS = 2
+
+
+def e2e_config(config: dict) -> None:
+    """The CPU default with what the tests need to see: two single-threaded speech replicas and 2-minute
+    chunks (so long audio really fans out), two gateway replicas (so rate limits must be shared), and named
+    keys with small budgets."""
+    args = config["applications"][0]["args"]
+    args["ingress"] = {"deployment": {"num_replicas": GATEWAY_REPLICAS}}
+    args["api_keys"] = [
+        {"name": "limited", "sha256": hash_key(LIMITED_KEY), "limits": {"requests_per_minute": 4}},
+        {"name": "tokens", "sha256": hash_key(TOKEN_KEY), "limits": {"tokens_per_minute": 30}},
+        {"name": "audio", "sha256": hash_key(AUDIO_KEY), "limits": {"audio_seconds_per_minute": 8}},
+        {"name": "asr-only", "sha256": hash_key(ASR_ONLY_KEY), "models": ["whisper-tiny.en"]},
+        {"name": "ops", "sha256": hash_key(ADMIN_KEY), "admin": True},
+    ]
+    speech = next(m for m in args["models"] if m["kind"] == "speech")
     speech["deployment"].pop("autoscaling_config", None)
     speech["deployment"]["num_replicas"] = SPEECH_REPLICAS
     speech["engine_options"]["cpu_threads"] = 1
@@ -29,7 +43,7 @@ def two_speech_replicas(config: dict) -> None:
 @pytest.fixture(scope="session")
 def serve_endpoint(tmp_path_factory, speech_wav_file):
     log = tmp_path_factory.mktemp("serve") / "serve-run.log"
-    with ServeRun([API_KEY, OTHER_KEY], log, tweak=two_speech_replicas) as server:
+    with ServeRun([API_KEY, OTHER_KEY], log, tweak=e2e_config) as server:
         try:
             warm_up(server.url, API_KEY, CHAT_MODEL, SPEECH_MODEL, speech_wav_file)
         except Exception:

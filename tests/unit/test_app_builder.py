@@ -22,8 +22,10 @@ def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch):
     app = build_app(app_args(CPU_CONFIG))
     gateway = app._bound_deployment
     assert gateway.name == "gateway"
-    args, key_hashes, handles = gateway.init_args
-    assert len(key_hashes) == 2 and "k1" not in key_hashes  # only digests leave the driver
+    args, keys, handles, limiter = gateway.init_args
+    assert [k["name"] for k in keys] == ["env-1", "env-2"]
+    assert "k1" not in str(keys)  # only digests leave the driver
+    assert limiter._bound_deployment.name == "rate-limiter" and limiter._bound_deployment.num_replicas == 1
     assert sorted(handles) == ["smollm2-135m-instruct", "whisper-tiny.en"]
     text = handles["smollm2-135m-instruct"]._bound_deployment
     assert text.name == "model-smollm2-135m-instruct"

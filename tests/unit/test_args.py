@@ -34,4 +34,6 @@ def test_duplicate_ids_and_bad_hashes_fail():
     with pytest.raises(ValidationError, match="same deployment name"):
         AppArgs.model_validate({"models": [{**MODEL, "id": "org/m"}, {**MODEL, "id": "org-m"}]})
     with pytest.raises(ValidationError, match="sha256"):
-        AppArgs.model_validate({"models": [MODEL], "api_key_hashes": ["secret"]})
+        AppArgs.model_validate({"models": [MODEL], "api_keys": [{"name": "a", "sha256": "secret"}]})
+    with pytest.raises(ValidationError, match="unknown models"):
+        AppArgs.model_validate({"models": [MODEL], "api_keys": [{"name": "a", "sha256": "0" * 64, "models": ["x"]}]})

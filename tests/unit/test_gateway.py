@@ -8,7 +8,9 @@ from starlette.testclient import TestClient
 from serve_app.args import LimitsConfig
 from serve_app.gateway import create_gateway
 from serve_app.routing import ModelRegistry, ServedModel
+from serve_app.args import APIKey
 from serve_app.security.auth import KeyStore, hash_key
+from serve_app.security.rate_limit import RateLimiterServer
 
 SECRET_DETAIL = "connection string postgres://admin:hunter2@db"
 
@@ -31,7 +33,7 @@ def _step():
 @pytest.fixture
 def client():
     app = create_gateway(ModelRegistry([ServedModel("m", "text", "me", BrokenBackend())]),
-                         KeyStore([hash_key("k")]), LimitsConfig())
+                         KeyStore([APIKey(name="k", sha256=hash_key("k"))]), LimitsConfig(), RateLimiterServer())
     with TestClient(app, raise_server_exceptions=False, headers={"x-api-key": "k"}) as c:
         yield c
 

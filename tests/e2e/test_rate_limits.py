@@ -1,0 +1,96 @@
+"""Named keys, per-key limits shared by every gateway replica, rate-limit headers, usage."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, API_KEY, ASR_ONLY_KEY, AUDIO_KEY, LIMITED_KEY, TOKEN_KEY
+from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL
+
+pytestmark = pytest.mark.e2e
+CHAT = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 24}
+
+
+def get_models(url: str, key: str) -> httpx.Response:
+    return httpx.get(url + "/v1/models", headers={"x-api-key": key}, timeout=30)
+
+
+def test_every_response_has_decreasing_rate_limit_headers(serve_endpoint):
+    responses = [get_models(serve_endpoint, API_KEY) for _ in range(10)]
+    for r in responses:
+        for suffix in ("requests", "tokens"):
+            assert r.headers[f"x-ratelimit-limit-{suffix}"].isdigit()
+            assert r.headers[f"x-ratelimit-reset-{suffix}"][-1] == "s"  # "6s", "12ms", "1m30s"
+    remaining = [int(r.headers["x-ratelimit-remaining-requests"]) for r in responses]
+    # 600/min refills 10 per second: ten quick requests spend more than trickles back in
+    assert remaining[-1] < remaining[0] <= 600
+
+
+def test_limit_is_shared_across_gateway_replicas_and_retry_after_is_honest(serve_endpoint):
+    # 4 requests per minute for this key; 5 requests spread by the proxy over 2 gateway replicas.
+    codes = [get_models(serve_endpoint, LIMITED_KEY).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 200, 429]
+    refused = get_models(serve_endpoint, LIMITED_KEY)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and "requests per minute" in error["message"]
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    wait = int(refused.headers["retry-after"])
+    assert 1 <= wait <= 15
+    time.sleep(wait)
+    assert get_models(serve_endpoint, LIMITED_KEY).status_code == 200
+
+
+def test_token_limit_counts_real_completion_usage(serve_endpoint):
+    headers = {"x-api-key": TOKEN_KEY}
+    first = httpx.post(serve_endpoint + "/v1/chat/completions", headers=headers, json=CHAT, timeout=120)
+    assert first.status_code == 200
+    used = first.json()["usage"]["total_tokens"]
+    assert used > 30  # one completion spends this key's minute
+    second = httpx.post(serve_endpoint + "/v1/chat/completions", headers=headers, json=CHAT, timeout=120)
+    assert second.status_code == 429 and "tokens per minute" in second.json()["error"]["message"]
+    # the debt is the real usage: at 30 tokens/min (0.5 per second) it takes 2 * (used - 30) seconds to repay
+    assert abs(int(second.headers["retry-after"]) - 2 * (used - 30)) <= 2
+
+
+def test_audio_seconds_limit_counts_real_transcriptions(serve_endpoint, speech_wav_file):
+    def transcribe() -> httpx.Response:
+        return httpx.post(serve_endpoint + "/v1/audio/transcriptions", headers={"x-api-key": AUDIO_KEY},
+                          data={"model": SPEECH_MODEL}, files={"file": ("a.wav", speech_wav_file.read_bytes())},
+                          timeout=120)
+
+    seconds = transcribe().json()["usage"]["seconds"]
+    assert 3 <= seconds < 8
+    codes = [transcribe().status_code for _ in range(2)]
+    assert codes[-1] == 429  # 8 s per minute: two ~5 s files spend it
+
+
+def test_model_allow_list(serve_endpoint):
+    listed = get_models(serve_endpoint, ASR_ONLY_KEY).json()["data"]
+    assert [m["id"] for m in listed] == [SPEECH_MODEL]
+    r = httpx.post(serve_endpoint + "/v1/chat/completions", headers={"x-api-key": ASR_ONLY_KEY}, json=CHAT)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_usage_is_for_admins_and_names_keys_never_secrets(serve_endpoint):
+    assert httpx.get(serve_endpoint + "/v1/usage", headers={"x-api-key": API_KEY}).status_code == 403
+    r = httpx.get(serve_endpoint + "/v1/usage", headers={"x-api-key": ADMIN_KEY})
+    assert r.status_code == 200
+    keys = {row["key"]: row for row in r.json()["keys"]}
+    assert keys["env-1"]["requests"] >= 1
+    for secret in (API_KEY, LIMITED_KEY, TOKEN_KEY, ADMIN_KEY):
+        assert secret not in r.text
+
+
+def test_secrets_never_reach_logs(serve_endpoint):
+    """Keys were sent in every test above; the Serve logs must show key names only."""
+    logs = sorted(Path("/tmp/ray/session_latest/logs").rglob("*.log"))
+    assert any("key=env-1" in p.read_text(errors="replace") for p in logs)  # the access log is there
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for secret in (API_KEY, LIMITED_KEY, TOKEN_KEY, AUDIO_KEY, ASR_ONLY_KEY, ADMIN_KEY):
+            assert secret not in text, f"{secret[:6]}... found in {path}"

@@ -1,0 +1,64 @@
+import pytest
+
+from serve_app.args import RateLimits
+from serve_app.security.rate_limit import RateLimiter, duration_header, rate_limit_headers
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def test_requests_per_minute_refill_continuously(clock):
+    limiter, limits = RateLimiter(clock), RateLimits(requests_per_minute=3)
+    assert [limiter.admit("k", limits).allowed for _ in range(4)] == [True, True, True, False]
+    refused = limiter.admit("k", limits)
+    assert refused.limit_name == "requests per minute" and refused.retry_after_s == pytest.approx(20)
+    clock.now += 20  # one request's worth refilled, exactly what Retry-After promised
+    assert limiter.admit("k", limits).allowed and not limiter.admit("k", limits).allowed
+
+
+def test_keys_have_separate_budgets(clock):
+    limiter, limits = RateLimiter(clock), RateLimits(requests_per_minute=1)
+    assert limiter.admit("a", limits).allowed and limiter.admit("b", limits).allowed
+    assert not limiter.admit("a", limits).allowed
+
+
+def test_tokens_are_charged_after_use_and_block_when_spent(clock):
+    limiter, limits = RateLimiter(clock), RateLimits(tokens_per_minute=100)
+    assert limiter.admit("k", limits).allowed
+    limiter.charge("k", limits, tokens=150)  # a completion may overshoot; the debt is paid by waiting
+    refused = limiter.admit("k", limits)
+    assert not refused.allowed and refused.limit_name == "tokens per minute"
+    assert refused.retry_after_s == pytest.approx(30, abs=0.01)
+    clock.now += 31
+    assert limiter.admit("k", limits).allowed
+    assert limiter.usage()["k"] == {"requests": 2, "tokens": 150}
+
+
+def test_unlimited_dimensions_never_refuse_and_add_no_headers(clock):
+    limiter = RateLimiter(clock)
+    decision = limiter.admit("k", RateLimits())
+    assert decision.allowed and rate_limit_headers(decision) == []
+
+
+def test_headers_count_down(clock):
+    limiter, limits = RateLimiter(clock), RateLimits(requests_per_minute=10, tokens_per_minute=1000)
+    first = dict(rate_limit_headers(limiter.admit("k", limits)))
+    second = dict(rate_limit_headers(limiter.admit("k", limits)))
+    assert first[b"x-ratelimit-limit-requests"] == b"10" and first[b"x-ratelimit-remaining-requests"] == b"9"
+    assert second[b"x-ratelimit-remaining-requests"] == b"8" and second[b"x-ratelimit-reset-requests"] == b"12s"
+    assert first[b"x-ratelimit-remaining-tokens"] == b"1000"
+
+
+@pytest.mark.parametrize("seconds, text", [(0.012, "12ms"), (6, "6s"), (5.2, "6s"), (90, "1m30s"), (0, "0ms")])
+def test_duration_format(seconds, text):
+    assert duration_header(seconds) == text
