@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from serve_app.args import LimitsConfig
 from serve_app.errors import APIError, MethodNotAllowed, RouteNotFound, error_response
-from serve_app.middleware import AuthMiddleware, RateLimitMiddleware, RequestContextMiddleware
+from serve_app.metrics import NoMetrics
+from serve_app.middleware import AuthMiddleware, MeteringMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from serve_app.routes.audio import TranscriptionRoute
 from serve_app.routes.chat import ChatRoute
 from serve_app.routes.models import ModelsRoute
@@ -35,9 +36,11 @@ async def _health(request: Request) -> JSONResponse:
 
 
 def create_gateway(
-    registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, limiter, behind_serve_proxy: bool = False
+    registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, limiter, metrics=None,
+    behind_serve_proxy: bool = False,
 ) -> Starlette:
-    """`limiter` has async admit/charge/usage: the shared rate-limiter deployment's handle or a local one."""
+    """`limiter` has async admit/charge/usage: the shared rate-limiter deployment's handle or a local one;
+    `metrics` records per-request metrics (Ray's under Serve, none in-process)."""
     models = ModelsRoute(registry)
     usage = UsageRoute(limiter)
     routes = [
@@ -53,6 +56,7 @@ def create_gateway(
         middleware=[
             Middleware(RequestContextMiddleware, echo_header=not behind_serve_proxy),
             Middleware(AuthMiddleware, keys=keys),
+            Middleware(MeteringMiddleware, metrics=metrics or NoMetrics()),
             Middleware(RateLimitMiddleware, limiter=limiter),
         ],
         exception_handlers={APIError: _api_error, HTTPException: _http_error},

@@ -8,6 +8,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.args import APIKey, AppArgs
 from serve_app.backends import LimiterBackend, SpeechBackend, TextBackend
 from serve_app.gateway import create_gateway
+from serve_app.metrics import GatewayMetrics
 from serve_app.routing import ModelRegistry, ServedModel
 from serve_app.security.auth import KeyStore
 
@@ -30,4 +31,5 @@ class Gateway:
         ])
 
     def __serve_build_asgi_app__(self):
-        return create_gateway(self.registry, self.keys, self.args.limits, self.limiter, behind_serve_proxy=True)
+        return create_gateway(self.registry, self.keys, self.args.limits, self.limiter, GatewayMetrics(),
+                              behind_serve_proxy=True)

@@ -94,23 +94,54 @@ class RateLimitMiddleware:
             response.raw_headers.extend(extra)
             return await response(scope, receive, send)
 
-        status = 0
-
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
         usage: dict[str, float] = scope["state"].setdefault("usage", {})
-        started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            # One access line per request: the key's name, never the key.
-            access_log.info("request_id=%s key=%s %s %s status=%s usage=%s latency_ms=%.1f",
-                            scope["state"].get("request_id"), caller.name, scope["method"], scope["path"],
-                            status or 500, usage, 1000 * (time.perf_counter() - started))
-            if usage:  # shielded: a client that hung up still pays for what it used
-                await asyncio.shield(self.limiter.charge(caller.name, caller.limits, dict(usage)))
+            charge = _charge(usage)
+            if charge:  # shielded: a client that hung up still pays for what it used
+                await asyncio.shield(self.limiter.charge(caller.name, caller.limits, charge))
+
+
+def _charge(usage: dict[str, float]) -> dict[str, float]:
+    tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    charge = {"tokens": tokens, "audio_seconds": usage.get("audio_seconds", 0), "images": usage.get("images", 0)}
+    return {k: v for k, v in charge.items() if v}
+
+
+class MeteringMiddleware:
+    """One access-log line and the metrics for every authenticated request (429s included)."""
+
+    def __init__(self, app: ASGIApp, metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state", {}) if scope["type"] == "http" else {}
+        caller = state.get("caller")
+        if caller is None:
+            return await self.app(scope, receive, send)
+        state["started"] = started = time.perf_counter()
+        status = 500  # unless a response starts: an exception that escapes becomes the generic 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            latency = time.perf_counter() - started
+            usage, model = state.get("usage", {}), state.get("model", "-")
+            # The key's name, never the key.
+            access_log.info("request_id=%s key=%s model=%s %s %s status=%s usage=%s latency_ms=%.1f",
+                            state.get("request_id"), caller.name, model, scope["method"], scope["path"], status,
+                            usage, 1000 * latency)
+            self.metrics.record(caller.name, model, scope["path"], status, usage, latency, state.get("ttft"))

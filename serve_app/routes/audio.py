@@ -53,6 +53,7 @@ class TranscriptionRoute:
         req = parse_model(TranscriptionRequest, fields)
         request.state.caller.require_model(req.model)
         model = self.registry.get(req.model)
+        request.state.model = req.model
         model.require("transcription")
         sniff_audio(audio)
         if req.stream:

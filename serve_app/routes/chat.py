@@ -33,6 +33,7 @@ class ChatRoute:
         chat = parse_model(ChatCompletionRequest, await read_json(request, self.max_body_bytes))
         request.state.caller.require_model(chat.model)
         model = self.registry.get(chat.model)
+        request.state.model = chat.model
         model.require("chat")
         if chat.image_count():
             model.require("image")
@@ -41,12 +42,14 @@ class ChatRoute:
         if not chat.stream:
             result = await model.backend.complete(chat)
             usage = usage_dict(result.usage.prompt_tokens, result.usage.completion_tokens)
-            request.state.usage["tokens"] = usage["total_tokens"]
+            request.state.usage.update(prompt_tokens=usage["prompt_tokens"],
+                                       completion_tokens=usage["completion_tokens"])
             return JSONResponse(completion_body(completion_id, chat.model, result.choices, usage))
         steps = model.backend.stream(chat)
         # Take the first step before answering, so errors found up front (context too long, bad params)
         # still get their own status code instead of an in-stream error event.
         first = await anext(steps)
+        request.state.ttft = time.perf_counter() - request.state.started
         return sse_response(_chunks(chat, completion_id, first, steps, request.state.usage))
 
 
@@ -67,7 +70,7 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
             if d.finish_reason:
                 yield chunk([delta_choice(d.index, {}, d.finish_reason)])
         if step.usage is not None:
-            used["tokens"] = step.usage.prompt_tokens + step.usage.completion_tokens
+            used.update(prompt_tokens=step.usage.prompt_tokens, completion_tokens=step.usage.completion_tokens)
             if include_usage:
                 yield chunk([], usage_dict(step.usage.prompt_tokens, step.usage.completion_tokens))
             return

@@ -94,3 +94,37 @@ def test_secrets_never_reach_logs(serve_endpoint):
         text = path.read_text(errors="replace")
         for secret in (API_KEY, LIMITED_KEY, TOKEN_KEY, AUDIO_KEY, ASR_ONLY_KEY, ADMIN_KEY):
             assert secret not in text, f"{secret[:6]}... found in {path}"
+
+
+def scrape_metrics() -> str:
+    """The Prometheus text that the Ray node of the running e2e cluster exports (on loopback)."""
+    session = Path("/tmp/ray/session_latest")
+    port = next(session.glob("metrics_export_port_*")).read_text().strip()
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def test_metrics_count_requests_tokens_and_ttft_per_key_and_model(serve_endpoint):
+    for stream in (False, True):
+        r = httpx.post(serve_endpoint + "/v1/chat/completions", headers={"x-api-key": API_KEY},
+                       json={**CHAT, "stream": stream}, timeout=120)
+        assert r.status_code == 200
+    wanted = [
+        'endpoint_requests', 'key="env-1"', f'model="{CHAT_MODEL}"', 'status="200"',
+    ]
+    deadline = time.monotonic() + 90  # Ray exports on an interval
+    while True:
+        text = scrape_metrics()
+        lines = text.splitlines()
+        requests_line = [l for l in lines if all(w in l for w in wanted) and not l.startswith("#")]
+        tokens = [l for l in lines if "endpoint_tokens" in l and 'kind="completion"' in l and 'key="env-1"' in l]
+        limited = [l for l in lines if "endpoint_rate_limited" in l and 'key="limited"' in l]
+        ttft = [l for l in lines if "endpoint_time_to_first_token_seconds" in l]
+        if (requests_line and tokens and limited and ttft) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert requests_line and float(requests_line[0].rsplit(" ", 1)[1]) >= 1
+    assert tokens and float(tokens[0].rsplit(" ", 1)[1]) > 0
+    assert limited, "the 429s of the shared-limit test are counted"
+    assert ttft
+    for secret in (API_KEY, LIMITED_KEY, TOKEN_KEY):
+        assert secret not in text

@@ -38,3 +38,17 @@ def test_make_run_refuses_without_a_secret():
     out = subprocess.run(["make", "-s", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode != 0
     assert "ENDPOINT_API_KEYS is not set" in out.stdout + out.stderr
+
+
+def test_grafana_dashboard_queries_the_metrics_the_gateway_exports():
+    import json
+    import re
+
+    import serve_app.metrics as metrics_module
+
+    exported = set(re.findall(r'"(endpoint_[a-z_]+)"', open(metrics_module.__file__).read()))
+    dashboard = json.loads((REPO / "config" / "grafana-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"ray_(endpoint_[a-z_]+?)(?:_bucket|\(|\{|_total)", target["expr"])}
+    assert queried and queried <= exported, queried - exported
+    assert exported - {"endpoint_images"} <= queried  # every metric but images has a panel
