@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import AsyncIterator
 
 from ray.serve.exceptions import BackPressureError
@@ -13,10 +14,21 @@ from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 
 
-def _overloaded(model: str) -> ServiceUnavailable:
-    return ServiceUnavailable(
-        f"Model `{model}` is at capacity; retry shortly.", code="model_overloaded", headers={"Retry-After": "1"}
-    )
+def _overloaded(model: str, exc: BackPressureError) -> ServiceUnavailable:
+    retry = max(1, math.ceil(exc.retry_after_s or 1))
+    return ServiceUnavailable(f"Model `{model}` is at capacity; retry in {retry} s.", code="model_overloaded",
+                              headers={"Retry-After": str(retry)})
+
+
+async def _relay(stream, model: str) -> AsyncIterator:
+    """Items of a streaming handle call; closing this (client gone, or done) cancels the replica's work."""
+    try:
+        async for item in stream:
+            yield item
+    except BackPressureError as exc:
+        raise _overloaded(model, exc) from None
+    finally:
+        stream.cancel()
 
 
 class TextBackend:
@@ -27,18 +39,11 @@ class TextBackend:
     async def complete(self, request: ChatCompletionRequest) -> Completion:
         try:
             return await self._handle.complete.remote(request)
-        except BackPressureError:
-            raise _overloaded(request.model) from None
+        except BackPressureError as exc:
+            raise _overloaded(request.model, exc) from None
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
-        steps = self._streaming.stream.remote(request)
-        try:
-            async for step in steps:
-                yield step
-        except BackPressureError:
-            raise _overloaded(request.model) from None
-        finally:
-            steps.cancel()  # client gone or stream done: stop the replica's generation too
+    def stream(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
+        return _relay(self._streaming.stream.remote(request), request.model)
 
 
 class SpeechBackend:
@@ -51,18 +56,11 @@ class SpeechBackend:
     async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
         try:
             return await self._handle.transcribe.remote(audio, request)
-        except BackPressureError:
-            raise _overloaded(request.model) from None
+        except BackPressureError as exc:
+            raise _overloaded(request.model, exc) from None
 
-    async def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
-        pieces = self._streaming.stream.remote(audio, request)
-        try:
-            async for piece in pieces:
-                yield piece
-        except BackPressureError:
-            raise _overloaded(request.model) from None
-        finally:
-            pieces.cancel()
+    def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
+        return _relay(self._streaming.stream.remote(audio, request), request.model)
 
 
 class SpeechWorkersBackend:
@@ -74,8 +72,8 @@ class SpeechWorkersBackend:
     async def transcribe_samples(self, samples, offset: float, request: TranscriptionRequest) -> ChunkTranscript:
         try:
             return await self._handle.transcribe_samples.remote(samples, offset, request)
-        except BackPressureError:
-            raise _overloaded(request.model) from None
+        except BackPressureError as exc:
+            raise _overloaded(request.model, exc) from None
 
 
 class LimiterBackend:
