@@ -198,7 +198,6 @@ class HFTextEngine:
         for job in {id(job): job for job in jobs}.values():
             job.emit(RuntimeError(message))
         self._batch, self._rows, self.running_sequences = None, [], 0
-        self._backlog.clear()
 
     def _admit(self, room: int, idle: bool) -> list[_Job]:
         """Jobs that join now. When idle, block for the first one and give a burst a moment to gather."""
