@@ -9,7 +9,7 @@ from serve_app.args import APIKey, AppArgs
 from serve_app.backends import LimiterBackend, SpeechBackend, TextBackend
 from serve_app.gateway import create_gateway
 from serve_app.metrics import GatewayMetrics
-from serve_app.routing import ModelRegistry, ServedModel
+from serve_app.routing import ModelRegistry
 from serve_app.security.auth import KeyStore
 
 
@@ -20,15 +20,10 @@ class Gateway:
         self.args = AppArgs.model_validate(args)
         self.keys = KeyStore([APIKey.model_validate(k) for k in keys], self.args.rate_limits)
         self.limiter = LimiterBackend(limiter)
-        self.registry = ModelRegistry([
-            ServedModel(
-                id=m.id,
-                kind=m.kind,
-                owned_by=m.owned_by,
-                backend=SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id]),
-            )
+        self.registry = ModelRegistry.from_config(self.args.models, {
+            m.id: SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id])
             for m in self.args.models
-        ])
+        })
 
     def __serve_build_asgi_app__(self):
         return create_gateway(self.registry, self.keys, self.args.limits, self.limiter, GatewayMetrics(),

@@ -40,6 +40,11 @@ class ModelRegistry:
     def __init__(self, models: list[ServedModel]) -> None:
         self._models = {m.id: m for m in models}
 
+    @classmethod
+    def from_config(cls, models, backends: dict[str, Any]) -> "ModelRegistry":
+        """Served models for config entries (serve_app.args.ModelConfig), each with its backend by id."""
+        return cls([ServedModel(m.id, m.kind, m.owned_by, backends[m.id]) for m in models])
+
     def get(self, model_id: str) -> ServedModel:
         try:
             return self._models[model_id]

@@ -38,7 +38,7 @@ class LocalGateway:
         from deployments.text import TextModelServer
         from serve_app.args import AppArgs
         from serve_app.gateway import create_gateway
-        from serve_app.routing import ModelRegistry, ServedModel
+        from serve_app.routing import ModelRegistry
         from serve_app.args import APIKey
         from serve_app.security.auth import KeyStore, hash_key
         from serve_app.security.rate_limit import RateLimiterServer
@@ -49,7 +49,7 @@ class LocalGateway:
             else TextModelServer(m.model_dump())
             for m in args.models
         }
-        registry = ModelRegistry([ServedModel(m.id, m.kind, m.owned_by, servers[m.id]) for m in args.models])
+        registry = ModelRegistry.from_config(args.models, servers)
         keys = [APIKey(name=f"key-{i}", sha256=hash_key(k)) for i, k in enumerate(api_keys)] + list(args.api_keys)
         app = create_gateway(registry, KeyStore(keys, args.rate_limits), args.limits, RateLimiterServer())
         self.port = free_port()

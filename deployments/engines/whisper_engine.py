@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 
 import numpy as np
@@ -16,7 +15,6 @@ from deployments.engines.protocol import ChunkTranscript, Segment, Word
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.audio import TranscriptionRequest
 
-log = logging.getLogger(__name__)
 # OpenAI's temperature 0 means "let the decoder fall back to higher temperatures when it is unsure".
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # OpenAI's verbose_json reports the language by name.

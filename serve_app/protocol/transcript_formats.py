@@ -9,8 +9,13 @@ from deployments.engines.protocol import Transcription
 from serve_app.protocol.audio import TranscriptionRequest
 
 
+def duration_usage(seconds: float) -> dict:
+    """OpenAI's usage for audio billed by length: whole seconds, rounded up."""
+    return {"type": "duration", "seconds": math.ceil(seconds)}
+
+
 def usage(t: Transcription) -> dict:
-    return {"type": "duration", "seconds": math.ceil(t.duration)}
+    return duration_usage(t.duration)
 
 
 def as_json(t: Transcription) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import AsyncIterator
 
 from starlette.datastructures import UploadFile
@@ -37,7 +36,7 @@ async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[
         used["audio_seconds"] = seconds
         piece = await anext(rest, None)
     yield {"type": "transcript.text.done", "text": " ".join(texts),
-           "usage": {"type": "duration", "seconds": math.ceil(seconds)}}
+           "usage": fmt.duration_usage(seconds)}
 
 
 class TranscriptionRoute:
