@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import AsyncIterator
 
@@ -21,14 +22,17 @@ def _overloaded(model: str, exc: BackPressureError) -> ServiceUnavailable:
 
 
 async def _relay(stream, model: str) -> AsyncIterator:
-    """Items of a streaming handle call; closing this (client gone, or done) cancels the replica's work."""
+    """Items of a streaming handle call; closing this early (client gone) cancels the replica's work."""
     try:
         async for item in stream:
             yield item
     except BackPressureError as exc:
         raise _overloaded(model, exc) from None
-    finally:
+    except (GeneratorExit, asyncio.CancelledError):
+        # Only an unfinished call is cancelled: cancel() re-raises a call's own failure (e.g. the
+        # BackPressureError above), which would replace the 503 we answer with Serve's plain-text one.
         stream.cancel()
+        raise
 
 
 class TextBackend:

@@ -11,6 +11,7 @@ from tests.servers import LocalGateway, ServeRun, warm_up
 
 CHAT_MODEL = "smollm2-135m-instruct"
 SPEECH_MODEL = "whisper-tiny.en"
+ONE_SLOT_MODEL = "smollm2-one-slot"  # Serve only: one request running, one queued, the rest refused
 
 
 SPEECH_REPLICAS = 2
@@ -38,6 +39,10 @@ def e2e_config(config: dict) -> None:
     speech["deployment"]["num_replicas"] = SPEECH_REPLICAS
     speech["engine_options"]["cpu_threads"] = 1
     speech["splitting"] = {"chunk_seconds": CHUNK_SECONDS}
+    chat = next(m for m in args["models"] if m["id"] == CHAT_MODEL)
+    args["models"].append({**chat, "id": ONE_SLOT_MODEL, "engine_options": {**chat["engine_options"], "torch_threads": 1},
+                           "deployment": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1,
+                                          "ray_actor_options": {"num_cpus": 0.1}}})
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +68,12 @@ def local_endpoint(speech_wav_file):
 def endpoint(request) -> str:
     """Both ways of running the gateway must answer the same: Ray Serve (the product) and in-process."""
     return request.getfixturevalue(f"{request.param}_endpoint")
+
+
+@pytest.fixture
+def served_model_ids(request, endpoint) -> list[str]:
+    extra = [ONE_SLOT_MODEL] if request.node.callspec.params["endpoint"] == "serve" else []
+    return [CHAT_MODEL, SPEECH_MODEL, *extra]
 
 
 @pytest.fixture

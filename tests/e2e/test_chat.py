@@ -12,9 +12,9 @@ pytestmark = pytest.mark.e2e
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def test_models_list_names_every_configured_model(client):
+def test_models_list_names_every_configured_model(client, served_model_ids):
     ids = [m.id for m in client.models.list()]
-    assert ids == [CHAT_MODEL, SPEECH_MODEL]
+    assert ids == served_model_ids
     assert client.models.retrieve(SPEECH_MODEL).id == SPEECH_MODEL
 
 

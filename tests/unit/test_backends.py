@@ -36,3 +36,53 @@ def test_full_queue_is_503_with_retry_after():
     assert err.value.code == "model_overloaded"
     with pytest.raises(ServiceUnavailable):
         asyncio.run(SpeechBackend(FullQueueHandle()).transcribe(b"", TranscriptionRequest(model="w")))
+
+
+class FakeStream:
+    """Stands in for a streaming DeploymentResponseGenerator; like Serve's, cancel() re-raises a failure."""
+
+    def __init__(self, items: list, failure: Exception | None = None) -> None:
+        self.items, self.failure, self.cancelled = items, failure, False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self.items:
+            return self.items.pop(0)
+        raise self.failure or StopAsyncIteration
+
+    def cancel(self):
+        self.cancelled = True
+        if self.failure:
+            raise self.failure
+
+
+def stream_backend(stream: FakeStream) -> TextBackend:
+    handle = FullQueueHandle()
+    handle.remote = lambda *args: stream
+    return TextBackend(handle)
+
+
+def test_stream_refused_by_full_queue_is_503_not_serves_plain_text():
+    stream = FakeStream([], BackPressureError(num_queued_requests=2, max_queued_requests=1, retry_after_s=None))
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(anext(stream_backend(stream).stream(CHAT)))
+    assert err.value.code == "model_overloaded" and err.value.headers["Retry-After"] == "1"
+
+
+def test_stream_closed_early_cancels_the_call_and_a_finished_one_is_left_alone():
+    async def first_then_close(stream):
+        steps = stream_backend(stream).stream(CHAT)
+        assert await anext(steps) == 1
+        await steps.aclose()
+
+    early = FakeStream([1, 2, 3])
+    asyncio.run(first_then_close(early))
+    assert early.cancelled
+
+    async def drain(stream):
+        return [item async for item in stream_backend(stream).stream(CHAT)]
+
+    finished = FakeStream([1, 2])
+    assert asyncio.run(drain(finished)) == [1, 2] and not finished.cancelled
