@@ -33,13 +33,16 @@ class ModelSource(_Strict):
     package: str | None = Field(
         None, description="Importable name of an installed Python package that ships the weights."
     )
+    builder: Literal["tiny-random-idefics3"] | None = Field(
+        None, description="Build a tiny random model from configs at first start (tests and CPU demos only)."
+    )
+    seed: int = Field(0, description="With `builder`: the random seed (same seed, same weights).")
 
     @model_validator(mode="after")
     def _one_origin(self) -> "ModelSource":
-        if self.hub is not None and (self.package is not None or self.path is not None):
-            raise ValueError("`hub` cannot be combined with `path` or `package`")
-        if self.hub is None and self.package is None and self.path is None:
-            raise ValueError("give one of `hub`, `path`, or `package` (optionally with `path`)")
+        origins = [self.hub is not None, self.package is not None or self.path is not None, self.builder is not None]
+        if sum(origins) != 1:
+            raise ValueError("give exactly one of `hub`, `path` and/or `package`, or `builder`")
         return self
 
 
@@ -95,6 +98,9 @@ class ModelConfig(_Strict):
     splitting: SpeechSplitting | None = Field(
         None, description="Speech models only: long-audio chunking and its coordinator deployment."
     )
+    max_images_per_request: int = Field(
+        4, ge=1, description="Multimodal models only: most images in one chat request."
+    )
 
     @property
     def deployment_name(self) -> str:
@@ -113,13 +119,30 @@ class ModelConfig(_Strict):
         return self
 
 
+class ImageFetchConfig(_Strict):
+    """How the gateway fetches `https://` image URLs (data URIs need no fetching)."""
+
+    timeout_s: float = Field(10.0, gt=0, description="Whole fetch, redirects included.")
+    max_redirects: int = Field(3, ge=0, description="Redirects followed; each hop is checked again.")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) or host names that may be fetched even though they are loopback, private "
+        "or link-local (refused otherwise, against SSRF). E.g. an internal image store: ['10.1.2.0/24'].",
+    )
+
+
 class LimitsConfig(_Strict):
     """Request-size limits enforced by the gateway before any model work."""
 
     max_audio_bytes: int = Field(26_214_400, gt=0, description="Largest audio upload (OpenAI: 25 MB).")
     max_request_bytes: int = Field(
-        1_048_576 * 30, gt=0, description="Largest JSON request body (room for base64 images)."
+        52_428_800, gt=0, description="Largest JSON request body (50 MB: room for two base64 images at the cap)."
     )
+    max_image_bytes: int = Field(20_971_520, gt=0, description="Largest image, after base64 decoding (20 MB).")
+    max_image_pixels: int = Field(
+        50_000_000, gt=0, description="Most pixels per image (48 MP phone photos pass; decompression bombs do not)."
+    )
+    image_fetch: ImageFetchConfig = Field(default_factory=ImageFetchConfig)
 
 
 class RateLimits(_Strict):

@@ -11,6 +11,9 @@ from starlette.routing import Route
 
 from serve_app.args import LimitsConfig
 from serve_app.errors import APIError, MethodNotAllowed, RouteNotFound, error_response
+from serve_app.image_fetch import ImageFetcher
+from serve_app.image_inputs import ImageInputs
+from serve_app.images import ImageLimits
 from serve_app.metrics import NoMetrics
 from serve_app.middleware import AuthMiddleware, MeteringMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from serve_app.routes.audio import TranscriptionRoute
@@ -35,6 +38,12 @@ async def _health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+def _image_inputs(limits: LimitsConfig) -> ImageInputs:
+    fetch = limits.image_fetch
+    return ImageInputs(ImageLimits(limits.max_image_bytes, limits.max_image_pixels),
+                       ImageFetcher(limits.max_image_bytes, fetch.timeout_s, fetch.max_redirects, fetch.allow))
+
+
 def create_gateway(
     registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, limiter, metrics=None,
     behind_serve_proxy: bool = False,
@@ -48,7 +57,8 @@ def create_gateway(
         Route("/v1/usage", usage.handle, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
-        Route("/v1/chat/completions", ChatRoute(registry, limits.max_request_bytes).handle, methods=["POST"]),
+        Route("/v1/chat/completions", ChatRoute(registry, limits.max_request_bytes, _image_inputs(limits)).handle,
+              methods=["POST"]),
         Route("/v1/audio/transcriptions", TranscriptionRoute(registry, limits.max_audio_bytes).handle, methods=["POST"]),
     ]
     return Starlette(

@@ -23,7 +23,7 @@ class Gateway:
         self.registry = ModelRegistry.from_config(self.args.models, {
             m.id: SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id])
             for m in self.args.models
-        })
+        }, self.args.limits)
 
     def __serve_build_asgi_app__(self):
         return create_gateway(self.registry, self.keys, self.args.limits, self.limiter, GatewayMetrics(),

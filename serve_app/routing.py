@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from serve_app.errors import InvalidRequest, ModelNotFound
@@ -23,9 +23,10 @@ class ServedModel:
     kind: str
     owned_by: str
     backend: Any  # has complete/stream (text kinds) or transcribe (speech)
+    limits: dict = field(default_factory=dict)  # input limits, shown in /v1/models
 
     def card(self) -> dict:
-        return model_card(self.id, self.owned_by, self.kind)
+        return model_card(self.id, self.owned_by, self.kind, self.limits)
 
     def require(self, capability: str) -> None:
         if capability not in CAPABILITIES[self.kind]:
@@ -41,9 +42,10 @@ class ModelRegistry:
         self._models = {m.id: m for m in models}
 
     @classmethod
-    def from_config(cls, models, backends: dict[str, Any]) -> "ModelRegistry":
-        """Served models for config entries (serve_app.args.ModelConfig), each with its backend by id."""
-        return cls([ServedModel(m.id, m.kind, m.owned_by, backends[m.id]) for m in models])
+    def from_config(cls, models, backends: dict[str, Any], limits) -> "ModelRegistry":
+        """Served models for config entries (serve_app.args.ModelConfig), each with its backend by id;
+        `limits` is the gateway's LimitsConfig."""
+        return cls([ServedModel(m.id, m.kind, m.owned_by, backends[m.id], _input_limits(m, limits)) for m in models])
 
     def get(self, model_id: str) -> ServedModel:
         try:
@@ -53,3 +55,18 @@ class ModelRegistry:
 
     def cards(self) -> list[dict]:
         return [m.card() for m in self._models.values()]
+
+
+IMAGE_FORMATS = ["jpeg", "png", "webp", "gif"]
+AUDIO_FORMATS = ["mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "ogg", "flac"]
+
+
+def _input_limits(model, limits) -> dict:
+    if model.kind == "multimodal":
+        return {"max_images_per_request": model.max_images_per_request, "max_image_bytes": limits.max_image_bytes,
+                "max_image_pixels": limits.max_image_pixels, "image_formats": IMAGE_FORMATS,
+                "max_request_bytes": limits.max_request_bytes}
+    if model.kind == "speech":
+        return {"max_audio_bytes": limits.max_audio_bytes, "max_audio_seconds": model.splitting.max_audio_seconds,
+                "audio_formats": AUDIO_FORMATS}
+    return {"max_request_bytes": limits.max_request_bytes}

@@ -16,6 +16,7 @@ TOKEN_KEY = "tokens-" + "91aa"  # 30 tokens per minute
 AUDIO_KEY = "audio-" + "3b02"  # 8 audio seconds per minute
 ASR_ONLY_KEY = "asr-only-" + "e5d0"  # may use the speech model only
 ADMIN_KEY = "admin-" + "0f4e"  # may read /v1/usage
+IMAGE_KEY = "images-" + "c7d1"  # 3 images per minute
 
 
 @pytest.fixture(scope="session")

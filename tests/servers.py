@@ -32,7 +32,8 @@ def app_args(config_path: Path = CPU_CONFIG) -> dict:
 class LocalGateway:
     """The gateway app with model servers in this process: the fast path for API behaviour tests."""
 
-    def __init__(self, api_keys: list[str], config_path: Path = CPU_CONFIG) -> None:
+    def __init__(self, api_keys: list[str], config_path: Path = CPU_CONFIG,
+                 tweak: Callable[[dict], None] | None = None) -> None:
         from deployments.speech import SpeechModelServer
         from deployments.speech_coordinator import SpeechCoordinator
         from deployments.text import TextModelServer
@@ -43,13 +44,16 @@ class LocalGateway:
         from serve_app.security.auth import KeyStore, hash_key
         from serve_app.security.rate_limit import RateLimiterServer
 
-        args = AppArgs.model_validate(app_args(config_path))
+        config = yaml.safe_load(config_path.read_text())
+        if tweak is not None:
+            tweak(config)
+        args = AppArgs.model_validate(config["applications"][0]["args"])
         servers = {
             m.id: SpeechCoordinator(m.model_dump(), SpeechModelServer(m.model_dump())) if m.kind == "speech"
             else TextModelServer(m.model_dump())
             for m in args.models
         }
-        registry = ModelRegistry.from_config(args.models, servers)
+        registry = ModelRegistry.from_config(args.models, servers, args.limits)
         keys = [APIKey(name=f"key-{i}", sha256=hash_key(k)) for i, k in enumerate(api_keys)] + list(args.api_keys)
         app = create_gateway(registry, KeyStore(keys, args.rate_limits), args.limits, RateLimiterServer())
         self.port = free_port()
@@ -122,12 +126,13 @@ def _wait_for(url: str, timeout: float, check) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def warm_up(url: str, api_key: str, chat_model: str, speech_model: str, audio: Path) -> None:
+def warm_up(url: str, api_key: str, chat_models: list[str], speech_model: str, audio: Path) -> None:
     """One real call per model: handles queue requests until replicas are up, so this waits for them."""
     headers = {"x-api-key": api_key}
-    r = httpx.post(url + "/v1/chat/completions", headers=headers, timeout=300, json={
-        "model": chat_model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
-    r.raise_for_status()
+    for model in chat_models:
+        r = httpx.post(url + "/v1/chat/completions", headers=headers, timeout=300, json={
+            "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+        r.raise_for_status()
     r = httpx.post(url + "/v1/audio/transcriptions", headers=headers, timeout=300,
                    data={"model": speech_model}, files={"file": (audio.name, audio.read_bytes())})
     r.raise_for_status()

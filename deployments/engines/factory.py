@@ -11,7 +11,7 @@ def create_text_engine(config: ModelConfig):
     if config.engine == "transformers":
         from deployments.engines.hf_engine import HFTextEngine
 
-        return HFTextEngine(path, config.engine_options)
+        return HFTextEngine(path, config.engine_options, multimodal=config.kind == "multimodal")
     raise ValueError(f"engine {config.engine!r} is not available for {config.kind} models yet")
 
 

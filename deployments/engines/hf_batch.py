@@ -27,7 +27,9 @@ class RunningBatch:
         return self.attention.shape[0]
 
     @classmethod
-    def prefill(cls, model, prompts: list[list[int]], params: list[SamplingParams], pad_id: int) -> "RunningBatch":
+    def prefill(cls, model, prompts: list[list[int]], params: list[SamplingParams], pad_id: int,
+                vision: dict | None = None) -> "RunningBatch":
+        """`vision`: pixel inputs of the one prompt given (a vision-language model's image placeholders)."""
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -37,8 +39,8 @@ class RunningBatch:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab floats).
-        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1, **(vision or {})).logits[:, -1, :].float()
         sampler = BatchSampler(params, prompts, logits.shape[-1])
         return cls(cache, attention, positions[:, -1] + 1, logits, sampler)
 

@@ -1,8 +1,10 @@
-"""transformers text engine for CPU, with continuous batching.
+"""transformers engine for CPU text and vision-language models, with continuous batching.
 
 A worker thread owns the model and decodes every running request in one padded batch, one token per step.
 New requests join the running batch at the next step (see hf_batch.py) and finished ones leave it, so N
 concurrent streams cost about one forward pass per token instead of N (numbers in bench/RESULTS.md).
+Images only matter at prefill (they become cached keys and values), so a vision-language model's requests
+are prefilled with their images and then decode in the same batch as any other.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from typing import AsyncIterator, Callable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from deployments.engines.hf_batch import RunningBatch
 from deployments.engines.incremental_text import IncrementalText
 from deployments.engines.prompt import context_overflow, encode_chat
 from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
 from deployments.engines.sampling import SamplingParams
+from deployments.engines.vision_inputs import encode_multimodal
 from serve_app.protocol.chat import ChatCompletionRequest
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class _Sequence:
     params: SamplingParams
     text: IncrementalText
     max_new_tokens: int
+    vision: dict | None = None  # pixel inputs for the prefill of a prompt with images
     finish_reason: str | None = None
 
 
@@ -76,17 +80,20 @@ def _emitter(loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue) -> Callabl
 
 
 class HFTextEngine:
-    def __init__(self, model_path: str, options: dict) -> None:
+    def __init__(self, model_path: str, options: dict, multimodal: bool = False) -> None:
         self.options = HFEngineOptions.model_validate(options)
         if self.options.torch_threads:
             torch.set_num_threads(self.options.torch_threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)  # encodes prompts, on the event loop
+        # Prompts are encoded on the event loop (text) or a helper thread (images) by the processor/tokenizer.
+        self.processor = AutoProcessor.from_pretrained(model_path) if multimodal else None
+        self.tokenizer = self.processor.tokenizer if multimodal else AutoTokenizer.from_pretrained(model_path)
         # The worker decodes with its own instance: a fast tokenizer used from two threads at once can fail
         # with "Already borrowed".
         self._decoder = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, self.options.dtype))
+        model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
+        self.model = model_class.from_pretrained(model_path, dtype=getattr(torch, self.options.dtype))
         self.model.eval()
-        config_len = getattr(self.model.config, "max_position_embeddings", 2048)
+        config_len = getattr(self.model.config.get_text_config(), "max_position_embeddings", 2048)
         self.max_model_len = min(self.options.max_model_len or config_len, config_len)
         eos = self.model.generation_config.eos_token_id
         self._eos = (set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}) - {None}
@@ -112,7 +119,12 @@ class HFTextEngine:
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
         if self._stopping or not self._worker.is_alive():
             raise RuntimeError("text engine is not running")
-        prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)
+        vision = None
+        if self.processor is None:
+            prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)
+        else:  # image decoding and resizing take a while: not on the event loop
+            prompt_ids, vision = await asyncio.to_thread(encode_multimodal, self.processor, request,
+                                                         self.max_model_len)
         room = self.max_model_len - len(prompt_ids)
         budget = request.token_budget()
         if room < 1 or (budget is not None and budget > room):
@@ -123,7 +135,7 @@ class HFTextEngine:
         job = _Job(
             sequences=[
                 _Sequence(i, prompt_ids, SamplingParams.from_request(request, i),
-                          IncrementalText(self._decoder, request.stop_list()), max_new)
+                          IncrementalText(self._decoder, request.stop_list()), max_new, vision or None)
                 for i in range(request.n)
             ],
             emit=_emitter(loop, outputs),
@@ -164,19 +176,22 @@ class HFTextEngine:
 
     def _join(self, jobs: list[_Job]) -> None:
         new_rows = [(job, seq) for job in jobs for seq in job.sequences]
+        # Text-only prompts prefill together; a prompt with images prefills alone (its pixel inputs are per row).
+        groups = [[r for r in new_rows if r[1].vision is None]] + [[r] for r in new_rows if r[1].vision is not None]
         try:
-            fresh = RunningBatch.prefill(self.model, [s.prompt_ids for _, s in new_rows],
-                                         [s.params for _, s in new_rows], self._pad)
+            fresh = [RunningBatch.prefill(self.model, [s.prompt_ids for _, s in group], [s.params for _, s in group],
+                                          self._pad, group[0][1].vision) for group in groups if group]
         except Exception as exc:  # the newcomers failed before touching the running batch: fail only them
             log.exception("prefill failed")
             for job in jobs:
                 job.emit(RuntimeError(f"generation failed: {type(exc).__name__}"))
             return
-        if self._batch is None:
-            self._batch = fresh
-        else:
-            self._batch.merge(fresh)
-        self._rows += new_rows
+        for batch in fresh:
+            if self._batch is None:
+                self._batch = batch
+            else:
+                self._batch.merge(batch)
+        self._rows += [row for group in groups for row in group]
 
     def _step(self) -> None:
         """Sample one token for every row, emit text, drop finished rows, run the next forward pass."""

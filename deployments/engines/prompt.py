@@ -25,13 +25,17 @@ def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
 MAX_CHARS_PER_TOKEN = 32
 
 
-def encode_chat(tokenizer, request: ChatCompletionRequest, max_model_len: int) -> list[int]:
+def refuse_far_too_long(request: ChatCompletionRequest, max_model_len: int) -> None:
     chars = sum(len(m.text()) for m in request.messages)
     if chars > max_model_len * MAX_CHARS_PER_TOKEN:
         raise InvalidRequest(
             f"This model's maximum context length is {max_model_len} tokens; the messages ({chars:,} characters) "
             "are far longer. Please reduce the length of the messages.",
             param="messages", code="context_length_exceeded")
+
+
+def encode_chat(tokenizer, request: ChatCompletionRequest, max_model_len: int) -> list[int]:
+    refuse_far_too_long(request, max_model_len)
     return tokenizer(render_chat(tokenizer, request), add_special_tokens=False).input_ids
 
 

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from deployments.engines.protocol import GenerationStep
 from serve_app.body import read_json
-from serve_app.errors import InvalidRequest
+from serve_app.image_inputs import ImageInputs
 from serve_app.protocol.chat import (
     ChatCompletionRequest,
     chunk_body,
@@ -25,9 +25,10 @@ from serve_app.streaming import sse_response
 
 
 class ChatRoute:
-    def __init__(self, registry: ModelRegistry, max_body_bytes: int) -> None:
+    def __init__(self, registry: ModelRegistry, max_body_bytes: int, images: ImageInputs) -> None:
         self.registry = registry
         self.max_body_bytes = max_body_bytes
+        self.images = images
 
     async def handle(self, request: Request) -> Response:
         chat = parse_model(ChatCompletionRequest, await read_json(request, self.max_body_bytes))
@@ -37,7 +38,8 @@ class ChatRoute:
         model.require("chat")
         if chat.image_count():
             model.require("image")
-            raise InvalidRequest("Image inputs are not enabled on this endpoint yet.", param="messages")
+            chat = await self.images.resolve(chat, model.limits["max_images_per_request"])
+            request.state.usage["images"] = chat.image_count()
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
             result = await model.backend.complete(chat)

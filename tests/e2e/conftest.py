@@ -6,11 +6,15 @@ import pytest
 from openai import OpenAI
 
 from serve_app.security.auth import hash_key
-from tests.conftest import ADMIN_KEY, API_KEY, ASR_ONLY_KEY, AUDIO_KEY, LIMITED_KEY, OTHER_KEY, TOKEN_KEY
+from tests.conftest import (ADMIN_KEY, API_KEY, ASR_ONLY_KEY, AUDIO_KEY, IMAGE_KEY, LIMITED_KEY, OTHER_KEY,
+                            TOKEN_KEY)
+from tests.image_server import HOST as IMAGE_HOST
+from tests.image_server import ImageServer
 from tests.servers import LocalGateway, ServeRun, warm_up
 
 CHAT_MODEL = "smollm2-135m-instruct"
 SPEECH_MODEL = "whisper-tiny.en"
+VISION_MODEL = "tiny-random-vlm"  # random weights: tests check the image path, never what it says
 ONE_SLOT_MODEL = "smollm2-one-slot"  # Serve only: one request running, one queued, the rest refused
 
 
@@ -21,10 +25,16 @@ CHUNK_SECONDS = 120
 GATEWAY_REPLICAS = 2
 
 
+def allow_test_images(config: dict) -> None:
+    """Let the gateway fetch from the test image server's loopback address (and only that one)."""
+    config["applications"][0]["args"]["limits"] = {"image_fetch": {"allow": [f"{IMAGE_HOST}/32"], "timeout_s": 3}}
+
+
 def e2e_config(config: dict) -> None:
     """The CPU default with what the tests need to see: two single-threaded speech replicas and 2-minute
     chunks (so long audio really fans out), two gateway replicas (so rate limits must be shared), and named
     keys with small budgets."""
+    allow_test_images(config)
     args = config["applications"][0]["args"]
     args["ingress"] = {"deployment": {"num_replicas": GATEWAY_REPLICAS}}
     args["api_keys"] = [
@@ -33,6 +43,7 @@ def e2e_config(config: dict) -> None:
         {"name": "audio", "sha256": hash_key(AUDIO_KEY), "limits": {"audio_seconds_per_minute": 8}},
         {"name": "asr-only", "sha256": hash_key(ASR_ONLY_KEY), "models": ["whisper-tiny.en"]},
         {"name": "ops", "sha256": hash_key(ADMIN_KEY), "admin": True},
+        {"name": "images", "sha256": hash_key(IMAGE_KEY), "limits": {"images_per_minute": 3}},
     ]
     speech = next(m for m in args["models"] if m["kind"] == "speech")
     speech["deployment"].pop("autoscaling_config", None)
@@ -50,7 +61,7 @@ def serve_endpoint(tmp_path_factory, speech_wav_file):
     log = tmp_path_factory.mktemp("serve") / "serve-run.log"
     with ServeRun([API_KEY, OTHER_KEY], log, tweak=e2e_config) as server:
         try:
-            warm_up(server.url, API_KEY, CHAT_MODEL, SPEECH_MODEL, speech_wav_file)
+            warm_up(server.url, API_KEY, [CHAT_MODEL, VISION_MODEL], SPEECH_MODEL, speech_wav_file)
         except Exception:
             print(server.log_tail())
             raise
@@ -59,8 +70,8 @@ def serve_endpoint(tmp_path_factory, speech_wav_file):
 
 @pytest.fixture(scope="session")
 def local_endpoint(speech_wav_file):
-    with LocalGateway([API_KEY, OTHER_KEY]) as server:
-        warm_up(server.url, API_KEY, CHAT_MODEL, SPEECH_MODEL, speech_wav_file)
+    with LocalGateway([API_KEY, OTHER_KEY], tweak=allow_test_images) as server:
+        warm_up(server.url, API_KEY, [CHAT_MODEL, VISION_MODEL], SPEECH_MODEL, speech_wav_file)
         yield server.url
 
 
@@ -73,9 +84,15 @@ def endpoint(request) -> str:
 @pytest.fixture
 def served_model_ids(request, endpoint) -> list[str]:
     extra = [ONE_SLOT_MODEL] if request.node.callspec.params["endpoint"] == "serve" else []
-    return [CHAT_MODEL, SPEECH_MODEL, *extra]
+    return [CHAT_MODEL, VISION_MODEL, SPEECH_MODEL, *extra]
 
 
 @pytest.fixture
 def client(endpoint) -> OpenAI:
     return OpenAI(api_key=API_KEY, base_url=endpoint + "/v1", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def image_server():
+    with ImageServer() as server:
+        yield server

@@ -26,7 +26,9 @@ def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch):
     assert [k["name"] for k in keys] == ["env-1", "env-2"]
     assert "k1" not in str(keys)  # only digests leave the driver
     assert limiter._bound_deployment.name == "rate-limiter" and limiter._bound_deployment.num_replicas == 1
-    assert sorted(handles) == ["smollm2-135m-instruct", "whisper-tiny.en"]
+    assert sorted(handles) == ["smollm2-135m-instruct", "tiny-random-vlm", "whisper-tiny.en"]
+    vision = handles["tiny-random-vlm"]._bound_deployment
+    assert vision.name == "model-tiny-random-vlm" and vision.func_or_class.__name__ == "TextModelServer"
     text = handles["smollm2-135m-instruct"]._bound_deployment
     assert text.name == "model-smollm2-135m-instruct"
     assert text._deployment_config.autoscaling_config.max_replicas == 2

@@ -19,8 +19,11 @@ def test_shipped_configs_validate(path):
 @pytest.mark.parametrize("change, fragment", [
     ({"engine": "faster-whisper"}, "cannot serve kind"),
     ({"id": "bad id"}, "model id"),
-    ({"source": {"hub": "a/b", "path": "/x"}}, "cannot be combined"),
-    ({"source": {}}, "give one of"),
+    ({"source": {"hub": "a/b", "path": "/x"}}, "exactly one of"),
+    ({"source": {"builder": "tiny-random-idefics3", "package": "x"}}, "exactly one of"),
+    ({"source": {"builder": "gpt-5"}}, "builder"),
+    ({"source": {}}, "exactly one of"),
+    ({"max_images_per_request": 0}, "greater than or equal to 1"),
     ({"surprise": 1}, "Extra inputs"),
 ])
 def test_bad_model_entries_fail(change, fragment):

@@ -76,6 +76,6 @@ def test_only_exact_health_path_is_public(client):
 
 
 def test_oversized_json_body_is_413(client):
-    r = client.post("/v1/chat/completions", content=b"{" + b" " * 31_457_281 + b"}",
+    r = client.post("/v1/chat/completions", content=b"{" + b" " * 52_428_800 + b"}",
                     headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large"

@@ -1,0 +1,79 @@
+"""The transformers engine on the tiny random Idefics3: images reach the model, batching changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from deployments import model_source
+from deployments.engines.protocol import collect
+from serve_app.args import ModelSource
+from serve_app.protocol.chat import ChatCompletionRequest
+from tests.media import data_uri, image_bytes
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_path() -> str:
+    return model_source.resolve(ModelSource(builder="tiny-random-idefics3"))
+
+
+@pytest.fixture(scope="session")
+def vlm_engine(tiny_vlm_path):
+    from deployments.engines.hf_engine import HFTextEngine
+
+    engine = HFTextEngine(tiny_vlm_path, {"max_batch_size": 8, "torch_threads": 2}, multimodal=True)
+    yield engine
+    engine.shutdown()
+
+
+def image_chat(image: bytes, text: str = "What is in this picture?", **kw) -> ChatCompletionRequest:
+    content = [{"type": "image_url", "image_url": {"url": data_uri(image)}}, {"type": "text", "text": text}]
+    return ChatCompletionRequest(model="tiny-random-vlm", messages=[{"role": "user", "content": content}],
+                                 temperature=0, max_tokens=12, **kw)
+
+
+def transformers_greedy(path: str, image: bytes, text: str, max_new_tokens: int) -> list[int]:
+    """The reference: transformers' own processor and generate(), no engine code involved."""
+    import io
+
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(path)
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=prompt, images=[[Image.open(io.BytesIO(image)).convert("RGB")]], return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, min_new_tokens=max_new_tokens)
+    return out[0, inputs["input_ids"].shape[1]:].tolist()
+
+
+def test_greedy_output_equals_transformers_generate(vlm_engine, tiny_vlm_path):
+    image = image_bytes("png")
+    reference = transformers_greedy(tiny_vlm_path, image, "What is in this picture?", 12)
+    text = asyncio.run(collect(vlm_engine.generate(image_chat(image)), 1)).choices[0][0]
+    assert text == vlm_engine.tokenizer.decode(reference, skip_special_tokens=True)
+
+
+def test_the_image_changes_the_output(vlm_engine):
+    red = asyncio.run(collect(vlm_engine.generate(image_chat(image_bytes("png", color=(220, 20, 20)))), 1))
+    green = asyncio.run(collect(vlm_engine.generate(image_chat(image_bytes("png", color=(20, 220, 20)))), 1))
+    assert red.choices[0][0] != green.choices[0][0]
+    assert red.usage.prompt_tokens > 10  # the image placeholders count as prompt tokens
+
+
+def test_image_rows_batched_with_text_rows_match_solo(vlm_engine):
+    requests = [image_chat(image_bytes(fmt)) for fmt in ("png", "jpeg", "gif")] + [
+        ChatCompletionRequest(model="tiny-random-vlm", messages=[{"role": "user", "content": "Hello"}],
+                              temperature=0, max_tokens=12)]
+
+    async def run(together: bool):
+        if together:
+            return await asyncio.gather(*[collect(vlm_engine.generate(r), 1) for r in requests])
+        return [await collect(vlm_engine.generate(r), 1) for r in requests]
+
+    solo = [c.choices[0][0] for c in asyncio.run(run(False))]
+    assert [c.choices[0][0] for c in asyncio.run(run(True))] == solo

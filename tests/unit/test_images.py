@@ -1,0 +1,168 @@
+"""Image checks by bytes, data URIs, and the SSRF-safe fetcher against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import ipaddress
+import time
+
+import pytest
+from PIL import Image
+
+from serve_app.errors import FileTooLarge, InvalidRequest, UnsupportedFileType
+from serve_app.image_fetch import ImageFetcher
+from serve_app.images import ImageLimits, check_image, decode_data_uri, sniff_image
+from tests.image_server import HOST, ImageServer
+from tests.media import IMAGE_FORMATS, data_uri, image_bytes
+
+MB20 = 20_971_520
+LIMITS = ImageLimits(max_bytes=MB20, max_pixels=50_000_000)
+
+
+def png_of(size: tuple[int, int], mode: str = "1") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", IMAGE_FORMATS)
+def test_formats_are_told_by_their_bytes(fmt):
+    data = image_bytes(fmt)
+    assert sniff_image(data) == fmt
+    checked = check_image(data, LIMITS, "p")
+    assert (checked.format, checked.width, checked.height) == (fmt, 48, 32)
+    assert decode_data_uri(checked.data_uri(), MB20, "p") == data
+
+
+@pytest.mark.parametrize("data", [image_bytes("bmp"), image_bytes("tiff"), b"<svg xmlns='x'/>", b"%PDF-1.7", b"x"])
+def test_other_files_are_unsupported_file_type_whatever_they_claim(data):
+    with pytest.raises(UnsupportedFileType, match="unsupported file type") as err:
+        check_image(data, LIMITS, "messages[0].content[1].image_url")
+    assert err.value.status_code == 415 and err.value.param == "messages[0].content[1].image_url"
+
+
+def test_corrupt_image_is_400_not_a_crash():
+    data = image_bytes("png")
+    with pytest.raises(InvalidRequest, match="corrupt or truncated") as err:
+        check_image(data[:40] + b"\0" * 40 + data[80:], LIMITS, "p")
+    assert err.value.code == "invalid_image"
+
+
+def test_pixel_cap_refuses_decompression_bombs_from_the_header():
+    bomb = png_of((10_000, 6_000))  # 60 MP that compress to a few kB
+    assert len(bomb) < 100_000
+    with pytest.raises(InvalidRequest, match="10000x6000.*50,000,000 pixels") as err:
+        check_image(bomb, LIMITS, "p")
+    assert err.value.code == "image_too_large"
+    with pytest.raises(InvalidRequest, match="pixels"):  # past Pillow's own bomb threshold too
+        check_image(png_of((20_000, 20_000)), LIMITS, "p")
+    assert check_image(png_of((8_000, 6_000)), LIMITS, "p").width == 8_000  # a 48 MP photo passes
+
+
+def test_size_cap_is_exact_and_checked_before_decoding():
+    at_cap = b"\x89PNG\r\n\x1a\n" + b"\0" * (MB20 - 8)
+    assert len(decode_data_uri(data_uri(at_cap), MB20, "p")) == MB20
+    with pytest.raises(FileTooLarge, match="file too large"):
+        decode_data_uri(data_uri(at_cap + b"\0"), MB20, "p")
+    with pytest.raises(FileTooLarge, match="file too large"):
+        check_image(at_cap + b"\0", LIMITS, "p")
+
+
+@pytest.mark.parametrize("uri", [
+    "data:image/png;base64,@@@@", "data:image/png,rawbytes", "data:;base64", "data:image/png;base64,",
+    "data:image/png;base64,iVBORw0KGgo=extra",
+])
+def test_malformed_data_uris_are_400(uri):
+    with pytest.raises(InvalidRequest, match="data URI") as err:
+        decode_data_uri(uri, MB20, "p")
+    assert err.value.status_code == 400
+
+
+def test_declared_mime_type_is_ignored():
+    assert decode_data_uri(data_uri(image_bytes("gif"), "image/jpeg"), MB20, "p")[:3] == b"GIF"
+    assert decode_data_uri("DATA:image/png;charset=x;BASE64," + base64.b64encode(b"abc").decode(), MB20, "p") == b"abc"
+
+
+# --- remote images -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server():
+    with ImageServer() as s:
+        yield s
+
+
+def fetch(url: str, allow=(f"{HOST}/32",), timeout_s: float = 3, max_redirects: int = 3) -> bytes:
+    async def go():
+        fetcher = ImageFetcher(MB20, timeout_s, max_redirects, list(allow))
+        try:
+            return await fetcher.fetch(url, "p")
+        finally:
+            await fetcher.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("fmt", IMAGE_FORMATS)
+def test_allowed_host_is_fetched(server, fmt):
+    assert fetch(f"{server.url}/image.{fmt}") == image_bytes(fmt)
+
+
+def test_redirect_to_an_allowed_image_is_followed(server):
+    assert fetch(server.url + "/to-image") == image_bytes("png")
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/x.png", "http://localhost/x.png", "http://10.1.2.3/x.png", "http://192.168.0.1/x.png",
+    "http://169.254.169.254/latest/meta-data/", "http://[::1]/x.png", "http://[fd00::1]/x.png",
+    "http://[::ffff:127.0.0.1]/x.png", "http://0.0.0.0/x.png", "http://224.0.0.1/x.png",
+])
+def test_internal_addresses_are_refused_without_connecting(url):
+    with pytest.raises(InvalidRequest, match="private, loopback, link-local or reserved") as err:
+        fetch(url)
+    assert err.value.code == "invalid_image_url"
+
+
+def test_loopback_server_is_refused_unless_allowed(server):
+    with pytest.raises(InvalidRequest, match="refused"):
+        fetch(server.url + "/image.png", allow=())
+
+
+def test_redirect_to_metadata_address_is_refused(server):
+    with pytest.raises(InvalidRequest, match="169.254.169.254 resolves to a private"):
+        fetch(server.url + "/to-metadata")
+
+
+def test_redirect_loop_stops_at_the_limit(server):
+    with pytest.raises(InvalidRequest, match="more than 2 redirects"):
+        fetch(server.url + "/loop", max_redirects=2)
+
+
+def test_oversized_stream_without_length_is_cut_at_the_cap(server):
+    started = time.monotonic()
+    with pytest.raises(FileTooLarge, match="file too large"):
+        fetch(server.url + "/big-no-length")
+    assert time.monotonic() - started < 10
+
+
+def test_slow_image_is_cut_at_the_time_cap(server):
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest, match="did not arrive within 1 s"):
+        fetch(server.url + "/slow", timeout_s=1)
+    assert time.monotonic() - started < 3
+
+
+def test_http_errors_and_schemes(server):
+    with pytest.raises(InvalidRequest, match="answered HTTP 404"):
+        fetch(server.url + "/missing.png")
+    for url in ("ftp://example.com/x.png", "file:///etc/passwd", "javascript:alert(1)", "//example.com/x.png"):
+        with pytest.raises(InvalidRequest, match="http"):
+            fetch(url)
+
+
+def test_public_addresses_pass_the_address_check():
+    fetcher = ImageFetcher(MB20, 1, 0, [])
+    assert fetcher._allowed("example.com", ipaddress.ip_address("93.184.215.14"))
+    assert fetcher._allowed("example.com", ipaddress.ip_address("2606:2800:21f:cb07:6820:80da:af6b:8b2c"))
+    assert not fetcher._allowed("x", ipaddress.ip_address("100.64.0.1"))  # carrier-grade NAT is not public
