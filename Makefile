@@ -22,8 +22,8 @@ install: $(STAMP)
 
 # espeak-ng and ffmpeg synthesize the speech the tests transcribe.
 system-deps:
-	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq espeak-ng ffmpeg >/dev/null; }
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq espeak-ng ffmpeg chromium >/dev/null; }
 
 run: install
 	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \

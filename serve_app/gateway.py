@@ -19,6 +19,7 @@ from serve_app.middleware import AuthMiddleware, MeteringMiddleware, RateLimitMi
 from serve_app.routes.audio import TranscriptionRoute
 from serve_app.routes.chat import ChatRoute
 from serve_app.routes.models import ModelsRoute
+from serve_app.routes.playground import PlaygroundRoute
 from serve_app.routes.usage import UsageRoute
 from serve_app.routing import ModelRegistry
 from serve_app.security.auth import KeyStore
@@ -52,8 +53,12 @@ def create_gateway(
     `metrics` records per-request metrics (Ray's under Serve, none in-process)."""
     models = ModelsRoute(registry)
     usage = UsageRoute(limiter)
+    playground = PlaygroundRoute()
     routes = [
         Route("/health", _health, methods=["GET"]),
+        Route("/", playground.root, methods=["GET"]),
+        Route("/playground", playground.page, methods=["GET"]),
+        Route("/playground/{name}", playground.asset, methods=["GET"]),
         Route("/v1/usage", usage.handle, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),

@@ -19,7 +19,11 @@ from serve_app.security.rate_limit import rate_limit_headers
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ray.serve")  # Serve's replica logger: lines land in the replica's log file
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/", "/playground"})  # and the playground's static files
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith("/playground/")
 
 
 class RequestContextMiddleware:
@@ -64,7 +68,7 @@ class AuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+        if scope["type"] == "http" and not is_public(scope["path"]):
             try:
                 scope.setdefault("state", {})["caller"] = self.keys.authenticate(Headers(scope=scope))
             except APIError as exc:
@@ -141,7 +145,8 @@ class MeteringMiddleware:
             latency = time.perf_counter() - started
             usage, model = state.get("usage", {}), state.get("model", "-")
             # The key's name, never the key.
-            access_log.info("request_id=%s key=%s model=%s %s %s status=%s usage=%s latency_ms=%.1f",
+            # Sampling settings (never message content) help operators answer "why did this reply differ".
+            access_log.info("request_id=%s key=%s model=%s %s %s status=%s usage=%s sampling=%s latency_ms=%.1f",
                             state.get("request_id"), caller.name, model, scope["method"], scope["path"], status,
-                            usage, 1000 * latency)
+                            usage, state.get("sampling", {}), 1000 * latency)
             self.metrics.record(caller.name, model, scope["path"], status, usage, latency, state.get("ttft"))

@@ -24,6 +24,10 @@ from serve_app.routing import ModelRegistry
 from serve_app.streaming import sse_response
 
 
+SAMPLING_FIELDS = {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+                   "frequency_penalty", "max_tokens", "max_completion_tokens", "seed", "n"}
+
+
 class ChatRoute:
     def __init__(self, registry: ModelRegistry, max_body_bytes: int, images: ImageInputs) -> None:
         self.registry = registry
@@ -35,6 +39,7 @@ class ChatRoute:
         request.state.caller.require_model(chat.model)
         model = self.registry.get(chat.model)
         request.state.model = chat.model
+        request.state.sampling = chat.model_dump(include=SAMPLING_FIELDS, exclude_none=True)
         model.require("chat")
         if chat.image_count():
             model.require("image")

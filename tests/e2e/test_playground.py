@@ -1,0 +1,142 @@
+"""The Chat Playground in real headless Chromium against the real running service (`serve run`)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import API_KEY
+from tests.e2e.browser import artifacts, browser, page  # noqa: F401 (fixtures)
+from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
+from tests.media import image_bytes
+
+pytestmark = pytest.mark.e2e
+RAY_LOGS = Path("/tmp/ray/session_latest/logs")
+
+
+def connect(page, url: str, key: str = API_KEY) -> None:
+    page.goto(url + "/")
+    expect(page).to_have_url(re.compile(r"/playground$"))
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+
+
+def set_range(page, selector: str, value: str) -> None:
+    page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
+
+
+def access_log_lines(request_id: str) -> list[str]:
+    deadline = time.monotonic() + 20  # replica logs reach the files asynchronously
+    while time.monotonic() < deadline:
+        lines = [line for p in RAY_LOGS.rglob("*.log") for line in p.read_text(errors="replace").splitlines()
+                 if f"request_id={request_id}" in line]
+        if lines:
+            return lines
+        time.sleep(0.5)
+    return []
+
+
+def test_page_is_public_static_and_self_contained(serve_endpoint):
+    page = httpx.get(serve_endpoint + "/playground", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert not re.search(r"(src|href)=\"https?://", page.text)  # nothing from a CDN
+    assert httpx.get(serve_endpoint + "/playground/playground.js", timeout=10).status_code == 200
+    for other in ("/playground/app.py", "/playground/..%2fargs.py", "/playground/%2e%2e%2f%2e%2e%2fpyproject.toml"):
+        assert httpx.get(serve_endpoint + other, timeout=10).status_code == 404, other
+    assert httpx.get(serve_endpoint + "/", timeout=10, follow_redirects=False).headers["location"] == "/playground"
+
+
+def test_chat_streams_with_the_slider_values(serve_endpoint, page, artifacts):
+    connect(page, serve_endpoint)
+    expect(page.locator("#key-state")).to_contain_text("connected")
+    page.select_option("#model", CHAT_MODEL)
+    set_range(page, "#temperature", "0.3")
+    set_range(page, "#top_p", "0.85")
+    set_range(page, "#top_k", "40")
+    set_range(page, "#repetition_penalty", "1.15")
+    page.fill("#max_tokens", "24")
+    expect(page.locator("#code-text")).to_contain_text('"top_k":40')
+
+    texts: list[str] = []
+    page.expose_function("recordText", lambda text: texts.append(text))
+    page.evaluate("""() => new MutationObserver(() => {
+        const t = document.querySelector('.msg.assistant .text'); if (t) window.recordText(t.textContent);
+    }).observe(document.getElementById('conversation'), {subtree: true, childList: true, characterData: true})""")
+    with page.expect_response("**/v1/chat/completions") as response_info:
+        page.fill("#message", "What is the capital of France?")
+        page.keyboard.press("Enter")
+    request_id = response_info.value.headers["x-request-id"]
+    expect(page.locator(".msg.assistant .meta")).to_contain_text("completion tokens", timeout=60_000)
+    answer = page.locator(".msg.assistant .text").inner_text()
+    assert answer and len(set(texts)) > 2  # text grew in several steps: it streamed
+    expect(page.locator("#rate")).to_contain_text("Requests left")
+    page.screenshot(path=str(artifacts / "playground.png"), full_page=True)
+
+    # Server side: the request that arrived carried the slider values.
+    lines = access_log_lines(request_id)
+    assert lines, f"no access-log line for {request_id}"
+    logged = lines[-1]
+    for field in ("'temperature': 0.3", "'top_p': 0.85", "'top_k': 40", "'repetition_penalty': 1.15",
+                  "'max_tokens': 24"):
+        assert field in logged, logged
+
+
+def test_stop_aborts_a_stream(serve_endpoint, page):
+    connect(page, serve_endpoint)
+    page.select_option("#model", CHAT_MODEL)
+    page.fill("#max_tokens", "400")
+    page.fill("#message", "Write a long story about a dragon.")
+    page.click("#send")
+    expect(page.locator(".msg.assistant .text")).not_to_be_empty(timeout=60_000)
+    page.click("#stop")
+    expect(page.locator(".msg.assistant .meta")).to_have_text("stopped")
+    expect(page.locator("#send")).to_be_enabled()
+
+
+def test_wrong_key_shows_a_readable_401(serve_endpoint, page):
+    connect(page, serve_endpoint, key="not-the-secret")
+    expect(page.locator("#error")).to_contain_text("Invalid API secret")
+    expect(page.locator("#error")).not_to_contain_text("{")
+    expect(page.locator("#workspace")).to_be_hidden()
+
+
+def test_audio_upload_shows_transcript_and_segments(serve_endpoint, page, speech_mp3_file):
+    connect(page, serve_endpoint)
+    page.select_option("#model", SPEECH_MODEL)
+    expect(page.locator("#sampling")).to_be_hidden()
+    page.set_input_files("#audio-file", str(speech_mp3_file))
+    page.click("#transcribe")
+    expect(page.locator("#transcript")).to_contain_text("fox", timeout=60_000)
+    expect(page.locator("#segments tbody tr").first).to_be_visible()
+
+
+def test_oversized_image_is_refused_in_the_page(serve_endpoint, page, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 21_000_000)
+    connect(page, serve_endpoint)
+    page.select_option("#model", VISION_MODEL)
+    page.set_input_files("#image-file", str(big))
+    expect(page.locator("#error")).to_contain_text("File too large")
+    expect(page.locator("#attachment")).to_be_hidden()
+
+
+def test_image_chat_from_the_file_picker(serve_endpoint, page, tmp_path):
+    picture = tmp_path / "picture.webp"
+    picture.write_bytes(image_bytes("webp"))
+    connect(page, serve_endpoint)
+    page.select_option("#model", VISION_MODEL)
+    page.set_input_files("#image-file", str(picture))
+    expect(page.locator("#attachment")).to_be_visible()
+    page.fill("#max_tokens", "4")
+    with page.expect_response("**/v1/chat/completions") as response_info:
+        page.fill("#message", "What's in this image?")
+        page.click("#send")
+    assert response_info.value.status == 200
+    expect(page.locator(".msg.user img")).to_be_visible()
+    expect(page.locator(".msg.assistant .meta")).to_contain_text("completion tokens", timeout=60_000)
