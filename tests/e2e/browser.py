@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # kept by CI, ignored by git
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +30,3 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture(scope="session")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from openai import OpenAI
 
@@ -90,6 +92,15 @@ def served_model_ids(request, endpoint) -> list[str]:
 @pytest.fixture
 def client(endpoint) -> OpenAI:
     return OpenAI(api_key=API_KEY, base_url=endpoint + "/v1", max_retries=0, timeout=120)
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # screenshots, executed notebook; git ignores it
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
 
 
 @pytest.fixture(scope="session")

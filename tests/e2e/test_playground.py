@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import API_KEY
-from tests.e2e.browser import artifacts, browser, page  # noqa: F401 (fixtures)
+from tests.e2e.browser import browser, page  # noqa: F401 (fixtures)
 from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
 from tests.media import image_bytes
 
@@ -52,7 +52,7 @@ def test_page_is_public_static_and_self_contained(serve_endpoint):
     assert httpx.get(serve_endpoint + "/", timeout=10, follow_redirects=False).headers["location"] == "/playground"
 
 
-def test_chat_streams_with_the_slider_values(serve_endpoint, page, artifacts):
+def test_chat_streams_with_the_slider_values(serve_endpoint, page, artifacts_dir):
     connect(page, serve_endpoint)
     expect(page.locator("#key-state")).to_contain_text("connected")
     page.select_option("#model", CHAT_MODEL)
@@ -76,7 +76,7 @@ def test_chat_streams_with_the_slider_values(serve_endpoint, page, artifacts):
     answer = page.locator(".msg.assistant .text").inner_text()
     assert answer and len(set(texts)) > 2  # text grew in several steps: it streamed
     expect(page.locator("#rate")).to_contain_text("Requests left")
-    page.screenshot(path=str(artifacts / "playground.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / "playground.png"), full_page=True)
 
     # Server side: the request that arrived carried the slider values.
     lines = access_log_lines(request_id)
