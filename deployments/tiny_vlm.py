@@ -43,10 +43,11 @@ def build_tiny_idefics3(target: Path, tokenizer_path: str, seed: int = 0) -> Non
                                   image_seq_len=IMAGE_SEQ_LEN, chat_template=CHAT_TEMPLATE)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config = Idefics3Config(
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        # head sizes of 32: the smallest vLLM's CPU attention kernels support
+        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
                        "image_size": VISION_IMAGE_SIZE, "patch_size": PATCH_SIZE},
         text_config={"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
-                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
                      "max_position_embeddings": 2048, "tie_word_embeddings": False, "pad_token_id": pad,
                      "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
         scale_factor=SCALE_FACTOR, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=pad,

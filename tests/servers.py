@@ -48,7 +48,7 @@ class LocalGateway:
         if tweak is not None:
             tweak(config)
         args = AppArgs.model_validate(config["applications"][0]["args"])
-        servers = {
+        self.servers = servers = {
             m.id: SpeechCoordinator(m.model_dump(), SpeechModelServer(m.model_dump())) if m.kind == "speech"
             else TextModelServer(m.model_dump())
             for m in args.models
@@ -69,6 +69,10 @@ class LocalGateway:
     def __exit__(self, *exc) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+        for server in self.servers.values():  # stop engine threads and processes (vLLM's engine core)
+            shutdown = getattr(getattr(server, "engine", None), "shutdown", None)
+            if shutdown is not None:
+                shutdown()
 
 
 class ServeRun:

@@ -12,7 +12,11 @@ def create_text_engine(config: ModelConfig):
         from deployments.engines.hf_engine import HFTextEngine
 
         return HFTextEngine(path, config.engine_options, multimodal=config.kind == "multimodal")
-    raise ValueError(f"engine {config.engine!r} is not available for {config.kind} models yet")
+    if config.engine == "vllm":
+        from deployments.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(path, config.engine_options, multimodal=config.kind == "multimodal")
+    raise ValueError(f"engine {config.engine!r} cannot serve {config.kind} models")
 
 
 def create_speech_engine(config: ModelConfig):

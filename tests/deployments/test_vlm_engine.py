@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import torch
 
 from deployments import model_source
 from deployments.engines.protocol import collect
 from serve_app.args import ModelSource
 from serve_app.protocol.chat import ChatCompletionRequest
 from tests.media import data_uri, image_bytes
+from tests.vlm_reference import transformers_greedy_text
 
 
 @pytest.fixture(scope="session")
@@ -34,28 +34,10 @@ def image_chat(image: bytes, text: str = "What is in this picture?", **kw) -> Ch
                                  temperature=0, max_tokens=12, **kw)
 
 
-def transformers_greedy(path: str, image: bytes, text: str, max_new_tokens: int) -> list[int]:
-    """The reference: transformers' own processor and generate(), no engine code involved."""
-    import io
-
-    from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(path)
-    model = AutoModelForImageTextToText.from_pretrained(path).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=prompt, images=[[Image.open(io.BytesIO(image)).convert("RGB")]], return_tensors="pt")
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, min_new_tokens=max_new_tokens)
-    return out[0, inputs["input_ids"].shape[1]:].tolist()
-
-
 def test_greedy_output_equals_transformers_generate(vlm_engine, tiny_vlm_path):
     image = image_bytes("png")
-    reference = transformers_greedy(tiny_vlm_path, image, "What is in this picture?", 12)
-    text = asyncio.run(collect(vlm_engine.generate(image_chat(image)), 1)).choices[0][0]
-    assert text == vlm_engine.tokenizer.decode(reference, skip_special_tokens=True)
+    reference = transformers_greedy_text(tiny_vlm_path, image, "What is in this picture?", 12)
+    assert asyncio.run(collect(vlm_engine.generate(image_chat(image)), 1)).choices[0][0] == reference
 
 
 def test_the_image_changes_the_output(vlm_engine):

@@ -54,3 +54,61 @@ def test_grafana_dashboard_queries_the_metrics_the_gateway_exports():
                for name in re.findall(r"ray_(endpoint_[a-z_]+?)(?:_bucket|\(|\{|_total)", target["expr"])}
     assert queried and queried <= exported, queried - exported
     assert exported - {"endpoint_images"} <= queried  # every metric but images has a panel
+
+
+def engine_options_error(model) -> Exception | None:
+    """Validate a model's engine_options the way its engine will at start, without loading anything."""
+    try:
+        if model.engine == "vllm":
+            from deployments.engines.vllm_engine import engine_args
+
+            engine_args("/model", model.engine_options)
+        elif model.engine == "transformers":
+            from deployments.engines.hf_engine import HFEngineOptions
+
+            HFEngineOptions.model_validate(model.engine_options)
+        else:
+            from deployments.engines.whisper_engine import WhisperOptions
+
+            WhisperOptions.model_validate(model.engine_options)
+    except Exception as exc:  # noqa: BLE001 (any failure is the finding)
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("name", ["cpu.yaml", "cpu-vllm.yaml", "gpu.yaml"])
+def test_every_shipped_config_builds_its_graph_and_engine_options(monkeypatch, name):
+    from serve_app.args import AppArgs
+
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    raw = app_args(REPO / "config" / name)
+    args = AppArgs.model_validate(raw)
+    _, _, handles, _ = build_app(raw)._bound_deployment.init_args
+    assert sorted(handles) == sorted(m.id for m in args.models)
+    for model in args.models:
+        assert engine_options_error(model) is None, (model.id, engine_options_error(model))
+
+
+def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch):
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    gateway = build_app(app_args(REPO / "config" / "gpu.yaml"))._bound_deployment
+    assert not gateway.ray_actor_options.get("num_gpus")
+    _, _, handles, _ = gateway.init_args
+    kinds = {}
+    for model_id, app in handles.items():
+        deployment = app._bound_deployment
+        if deployment.name.endswith("-coordinator"):  # speech: the CPU coordinator in front of GPU replicas
+            assert not deployment.ray_actor_options.get("num_gpus")
+            deployment = deployment.init_args[1]._bound_deployment
+        assert deployment.ray_actor_options["num_gpus"] == 1, model_id
+        assert deployment._deployment_config.autoscaling_config is not None
+        kinds[model_id] = deployment.init_args[0]["kind"]
+    assert sorted(kinds.values()) == ["multimodal", "speech", "text"]
+
+
+def test_unknown_vllm_option_is_refused_by_name():
+    from serve_app.args import ModelConfig
+
+    model = ModelConfig(id="m", kind="text", engine="vllm", source={"hub": "a/b"},
+                        engine_options={"max_model_len": 4096, "gpu_memory_utilisation": 0.9})
+    assert "gpu_memory_utilisation" in str(engine_options_error(model))

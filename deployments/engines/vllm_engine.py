@@ -1,0 +1,119 @@
+"""vLLM engine for text and vision-language models, embedded in the replica (AsyncLLM, not `vllm serve`).
+
+The engine core runs in a child process of the replica; requests stream back as deltas. Closing the
+iterator (client gone) aborts the request inside vLLM, so generation stops and its KV cache is freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import uuid
+from typing import Any, AsyncIterator
+
+from deployments.engines.prompt import context_overflow, encode_chat, refuse_far_too_long
+from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
+from deployments.engines.vision_inputs import processor_messages, request_images
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.chat import ChatCompletionRequest
+
+# Our own options; everything else in engine_options goes to vLLM's AsyncEngineArgs unchanged.
+OWN_OPTIONS = {"default_max_tokens": 512}
+
+
+def engine_args(model_path: str, options: dict[str, Any]):
+    """AsyncEngineArgs from the config's engine_options, with unknown names refused by name at start."""
+    from vllm import AsyncEngineArgs
+
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    passed = {k: v for k, v in options.items() if k not in OWN_OPTIONS}
+    unknown = sorted(set(passed) - known)
+    if unknown:
+        raise ValueError(f"unknown vLLM engine options {unknown}; see vllm.AsyncEngineArgs")
+    return AsyncEngineArgs(model=model_path, **passed)
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str, options: dict[str, Any], multimodal: bool = False) -> None:
+        from transformers import AutoProcessor, AutoTokenizer
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        # vLLM's CPU backend reads its KV-cache size (GiB) from the environment; 4 GiB by default is a lot
+        # on a small box, so configs set it per deployment (runtime_env) and this is only the fallback.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        self.default_max_tokens = int(options.get("default_max_tokens", OWN_OPTIONS["default_max_tokens"]))
+        self.engine = AsyncLLM.from_engine_args(engine_args(model_path, options))
+        self.max_model_len = self.engine.model_config.max_model_len
+        # Prompts are rendered here with the model's own chat template, so both engines see the same text.
+        self.processor = AutoProcessor.from_pretrained(model_path) if multimodal else None
+        self.tokenizer = self.processor.tokenizer if multimodal else AutoTokenizer.from_pretrained(model_path)
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+    async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
+        from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
+        from vllm.sampling_params import RequestOutputKind
+
+        prompt, prompt_len = await self._prompt(request)
+        budget = request.token_budget()
+        room = self.max_model_len - prompt_len
+        if prompt_len and (room < 1 or (budget is not None and budget > room)):
+            raise context_overflow(self.max_model_len, prompt_len, budget or 1)
+        params = SamplingParams(
+            n=request.n,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            top_k=request.top_k if request.top_k and request.top_k > 0 else 0,
+            min_p=request.min_p or 0.0,
+            repetition_penalty=request.repetition_penalty or 1.0,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            seed=request.seed,
+            stop=request.stop_list() or None,
+            max_tokens=min(budget or self.default_max_tokens, room) if prompt_len else budget or self.default_max_tokens,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        completion_tokens = 0
+        try:
+            async for output in self.engine.generate(prompt, params, f"chat-{uuid.uuid4().hex}"):
+                deltas = []
+                for choice in output.outputs:
+                    completion_tokens += len(choice.token_ids)
+                    if choice.text or choice.finish_reason:
+                        deltas.append(ChoiceDelta(choice.index, choice.text, _finish(choice.finish_reason)))
+                usage = TokenUsage(len(output.prompt_token_ids or []), completion_tokens) if output.finished else None
+                if deltas or usage:
+                    yield GenerationStep(deltas=deltas, usage=usage)
+        except VLLMClientError as exc:  # vLLM's own checks of the prompt and parameters
+            raise _client_error(exc) from None
+
+    async def _prompt(self, request: ChatCompletionRequest) -> tuple[dict, int]:
+        """vLLM prompt and its length in tokens (0 when vLLM expands image placeholders itself)."""
+        if self.processor is None:
+            ids = encode_chat(self.tokenizer, request, self.max_model_len)
+            return {"prompt_token_ids": ids}, len(ids)
+        refuse_far_too_long(request, self.max_model_len)
+        text = self.processor.apply_chat_template(processor_messages(request), add_generation_prompt=True)
+        images = await asyncio.to_thread(request_images, request)
+        if not images:
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            return {"prompt_token_ids": ids}, len(ids)
+        return {"prompt": text, "multi_modal_data": {"image": images}}, 0
+
+
+def _finish(reason: str | None) -> str | None:
+    # vLLM says "abort" for requests it cut short; OpenAI clients know stop / length only.
+    return None if reason is None else ("length" if reason == "length" else "stop")
+
+
+def _client_error(exc: Exception) -> InvalidRequest:
+    message = str(exc)
+    too_long = "maximum model length" in message or "context length" in message or "too long" in message
+    return InvalidRequest(message, param="messages" if too_long else None,
+                          code="context_length_exceeded" if too_long else None)

@@ -1,0 +1,34 @@
+"""Images through the gateway reach vLLM: greedy output equals transformers' greedy output for the input."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments import model_source
+from serve_app.args import ModelSource
+from tests.cpu_vllm.conftest import VISION_MODEL
+from tests.media import IMAGE_FORMATS, data_uri, image_bytes
+from tests.vlm_reference import transformers_greedy_text
+
+pytestmark = pytest.mark.e2e
+PROMPT = "What is in this picture?"
+
+
+def ask(client, image: bytes, max_tokens: int = 12) -> str:
+    content = [{"type": "image_url", "image_url": {"url": data_uri(image)}}, {"type": "text", "text": PROMPT}]
+    r = client.chat.completions.create(model=VISION_MODEL, messages=[{"role": "user", "content": content}],
+                                       temperature=0, max_tokens=max_tokens)
+    assert r.usage.prompt_tokens > 10
+    return r.choices[0].message.content
+
+
+@pytest.mark.parametrize("color", [(220, 20, 20), (20, 20, 220)])
+def test_greedy_output_equals_transformers(client, color):
+    image = image_bytes("png", color=color)
+    path = model_source.resolve(ModelSource(builder="tiny-random-idefics3"))
+    assert ask(client, image) == transformers_greedy_text(path, image, PROMPT, 12)
+
+
+@pytest.mark.parametrize("fmt", IMAGE_FORMATS)
+def test_every_format_reaches_vllm(client, fmt):
+    assert ask(client, image_bytes(fmt), max_tokens=3) is not None
