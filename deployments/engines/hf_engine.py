@@ -28,6 +28,7 @@ from deployments.engines.prompt import context_overflow, encode_chat
 from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
 from deployments.engines.sampling import SamplingParams
 from deployments.engines.vision_inputs import encode_multimodal
+from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ class HFTextEngine:
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
         if self._stopping or not self._worker.is_alive():
             raise RuntimeError("text engine is not running")
+        if request.logprobs:
+            raise InvalidRequest("Log probabilities are not available from the transformers engine "
+                                 "(models served with `engine: vllm` return them).", param="logprobs")
         vision = None
         if self.processor is None:
             prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)

@@ -19,6 +19,8 @@ class ChoiceDelta:
     index: int
     text: str
     finish_reason: str | None = None
+    # OpenAI `logprobs.content` entries for the tokens of this delta, when the request asked for them
+    logprobs: list[dict] | None = None
 
 
 @dataclass
@@ -92,9 +94,9 @@ class SpeechEngine(Protocol):
 
 @dataclass
 class Completion:
-    """A whole (non-streamed) chat completion: (text, finish_reason) per choice."""
+    """A whole (non-streamed) chat completion: (text, finish_reason, logprobs entries or None) per choice."""
 
-    choices: list[tuple[str, str | None]]
+    choices: list[tuple[str, str | None, list[dict] | None]]
     usage: TokenUsage
 
 
@@ -102,10 +104,13 @@ async def collect(steps: AsyncIterator[GenerationStep], n: int) -> Completion:
     """Fold a step stream into a Completion; the one place streamed and whole answers meet."""
     texts = [""] * n
     finishes: list[str | None] = [None] * n
+    logprobs: list[list[dict] | None] = [None] * n
     usage = TokenUsage(0, 0)
     async for step in steps:
         for delta in step.deltas:
             texts[delta.index] += delta.text
             finishes[delta.index] = delta.finish_reason or finishes[delta.index]
+            if delta.logprobs is not None:
+                logprobs[delta.index] = (logprobs[delta.index] or []) + delta.logprobs
         usage = step.usage or usage
-    return Completion(list(zip(texts, finishes)), usage)
+    return Completion(list(zip(texts, finishes, logprobs)), usage)

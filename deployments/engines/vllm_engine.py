@@ -77,6 +77,7 @@ class VLLMEngine:
             seed=request.seed,
             stop=request.stop_list() or None,
             max_tokens=min(budget or self.default_max_tokens, room) if prompt_len else budget or self.default_max_tokens,
+            logprobs=(request.top_logprobs or 0) if request.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
         )
         completion_tokens = 0
@@ -86,7 +87,8 @@ class VLLMEngine:
                 for choice in output.outputs:
                     completion_tokens += len(choice.token_ids)
                     if choice.text or choice.finish_reason:
-                        deltas.append(ChoiceDelta(choice.index, choice.text, _finish(choice.finish_reason)))
+                        entries = _logprob_entries(choice, request.top_logprobs or 0) if request.logprobs else None
+                        deltas.append(ChoiceDelta(choice.index, choice.text, _finish(choice.finish_reason), entries))
                 usage = TokenUsage(len(output.prompt_token_ids or []), completion_tokens) if output.finished else None
                 if deltas or usage:
                     yield GenerationStep(deltas=deltas, usage=usage)
@@ -105,6 +107,22 @@ class VLLMEngine:
             ids = self.tokenizer(text, add_special_tokens=False).input_ids
             return {"prompt_token_ids": ids}, len(ids)
         return {"prompt": text, "multi_modal_data": {"image": images}}, 0
+
+
+def _logprob_entries(choice, top: int) -> list[dict]:
+    """OpenAI `logprobs.content` entries for the tokens of one delta: the sampled token's logprob and the
+    `top` most likely alternatives (vLLM returns the sampled token plus the top `top` at each position)."""
+    entries = []
+    for token_id, candidates in zip(choice.token_ids, choice.logprobs or []):
+        chosen = candidates[token_id]
+        ranked = sorted(candidates.values(), key=lambda c: c.rank or 0)[:top] if top else []
+        entries.append({**_token_entry(chosen), "top_logprobs": [_token_entry(c) for c in ranked]})
+    return entries
+
+
+def _token_entry(candidate) -> dict:
+    token = candidate.decoded_token or ""
+    return {"token": token, "logprob": max(float(candidate.logprob), -9999.0), "bytes": list(token.encode("utf-8"))}
 
 
 def _finish(reason: str | None) -> str | None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 MAX_CHOICES = 8  # bounds the work one request can ask for
 MAX_STOP_CHARS = 256  # stop strings are matched against the text on every token
+MAX_TOP_LOGPROBS = 20  # OpenAI's cap
 
 
 class _Wire(BaseModel):
@@ -72,7 +73,9 @@ class ChatCompletionRequest(_Wire):
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logprobs: Literal[False] = Field(False, description="Log probabilities are not returned by these engines.")
+    logprobs: bool = Field(False, description="Return each output token's log probability (vLLM engine).")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                     description="Also return this many most likely tokens at each position.")
     response_format: ResponseFormat | None = None
     user: str | None = None
 
@@ -83,6 +86,13 @@ class ChatCompletionRequest(_Wire):
         if len(stops) > 4 or any(not s or len(s) > MAX_STOP_CHARS for s in stops):
             raise ValueError(f"stop must be up to 4 non-empty strings of at most {MAX_STOP_CHARS} characters")
         return stop
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _only_with_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top is not None and not info.data.get("logprobs"):
+            raise ValueError("logprobs must be set to true if top_logprobs is used")
+        return top
 
     @field_validator("stream_options")
     @classmethod
@@ -112,8 +122,12 @@ def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
+def logprobs_body(entries: list[dict] | None) -> dict | None:
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
 def completion_body(
-    completion_id: str, model: str, choices: list[tuple[str, str | None]], usage: dict
+    completion_id: str, model: str, choices: list[tuple[str, str | None, list[dict] | None]], usage: dict
 ) -> dict:
     return {
         "id": completion_id,
@@ -124,10 +138,10 @@ def completion_body(
             {
                 "index": i,
                 "message": {"role": "assistant", "content": text},
-                "logprobs": None,
+                "logprobs": logprobs_body(logprobs),
                 "finish_reason": finish,
             }
-            for i, (text, finish) in enumerate(choices)
+            for i, (text, finish, logprobs) in enumerate(choices)
         ],
         "usage": usage,
     }
@@ -148,5 +162,5 @@ def chunk_body(
     return body
 
 
-def delta_choice(index: int, delta: dict, finish_reason: str | None) -> dict:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+def delta_choice(index: int, delta: dict, finish_reason: str | None, logprobs: list[dict] | None = None) -> dict:
+    return {"index": index, "delta": delta, "logprobs": logprobs_body(logprobs), "finish_reason": finish_reason}

@@ -72,8 +72,8 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
     step = first
     while True:
         for d in step.deltas:
-            if d.text:
-                yield chunk([delta_choice(d.index, {"content": d.text}, None)])
+            if d.text or d.logprobs:
+                yield chunk([delta_choice(d.index, {"content": d.text}, None, d.logprobs)])
             if d.finish_reason:
                 yield chunk([delta_choice(d.index, {}, d.finish_reason)])
         if step.usage is not None:

@@ -83,3 +83,21 @@ def test_client_disconnect_aborts_generation_in_vllm(vllm_gateway):
     while unfinished() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert unfinished() == 0  # aborted long before its 1500 tokens
+
+
+def test_logprobs_and_top_logprobs(client):
+    r = client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=5,
+                                       logprobs=True, top_logprobs=3)
+    choice = r.choices[0]
+    content = choice.logprobs.content
+    assert choice.finish_reason == "length" and len(content) == 5 == r.usage.completion_tokens
+    assert "".join(e.token for e in content) == choice.message.content
+    for entry in content:
+        assert entry.logprob <= 0 and bytes(entry.bytes).decode() == entry.token
+        assert len(entry.top_logprobs) == 3
+        assert entry.top_logprobs[0].token == entry.token  # greedy: the chosen token is the most likely one
+        assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+    streamed = list(client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=5,
+                                                   logprobs=True, stream=True))
+    tokens = [e.token for c in streamed if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert tokens == [e.token for e in content]

@@ -7,7 +7,9 @@ import shutil
 import pytest
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running on the main thread while it is
+# open, and later tests that call asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 

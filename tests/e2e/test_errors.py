@@ -100,6 +100,12 @@ def test_image_to_text_only_model_is_400(http):
     assert_error(r, 400, "model_not_supported", "model", CHAT_MODEL)
 
 
+def test_logprobs_from_the_transformers_engine_is_a_clear_400(http):
+    r = http.post("/v1/chat/completions", json={"model": CHAT_MODEL, "logprobs": True,
+                                                "messages": [{"role": "user", "content": "x"}]})
+    assert_error(r, 400, None, "logprobs", "engine: vllm")
+
+
 def test_context_overflow_is_400(http):
     r = http.post("/v1/chat/completions", json={"model": CHAT_MODEL, "max_tokens": 100_000,
                                                 "messages": [{"role": "user", "content": "x"}]})

@@ -1,0 +1,144 @@
+"""vLLM benchmark: the gateway with the vLLM engine vs vLLM's own OpenAI server vs the gateway with transformers.
+
+All three serve SmolLM2-135M-Instruct (float32, 2048 context, eager) on this machine and are measured in the
+same run, interleaved level by level (see bench/chat.py), over HTTP with the OpenAI SDK:
+  gateway-vllm          `serve run` of config/cpu-vllm.yaml's SmolLM2 entry (AsyncLLM inside a Serve replica)
+  vllm-server           `python -m vllm.entrypoints.openai.api_server` on the same weights and engine settings
+  gateway-transformers  the same Serve app's second model: config/cpu.yaml's transformers engine
+
+    python bench/vllm_chat.py            # prints tables, saves bench/results/vllm_chat.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.chat import RESULTS, median_row, openai_request, print_table, run_level  # noqa: E402
+
+CHAT = "smollm2-135m-instruct"
+TRANSFORMERS = "smollm2-135m-instruct-transformers"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_config(config: dict) -> None:
+    """config/cpu-vllm.yaml with only its vLLM SmolLM2, plus config/cpu.yaml's transformers SmolLM2 beside it."""
+    from tests.servers import app_args
+
+    args = config["applications"][0]["args"]
+    vllm_model = next(m for m in args["models"] if m["id"] == CHAT)
+    hf_model = next(m for m in app_args(REPO / "config" / "cpu.yaml")["models"] if m["id"] == CHAT)
+    hf_model = {**hf_model, "id": TRANSFORMERS}
+    for m in (vllm_model, hf_model):
+        m["deployment"].pop("autoscaling_config", None)
+        m["deployment"]["num_replicas"] = 1
+    args["models"] = [vllm_model, hf_model]
+
+
+@contextlib.contextmanager
+def vllm_server(model_path: str, options: dict, port: int, log: Path):
+    """vLLM's own OpenAI server with the engine settings the gateway's replica uses."""
+    import httpx
+
+    from tests.servers import _wait_for
+
+    flags = [f"--max-model-len={options['max_model_len']}", f"--dtype={options['dtype']}"]
+    flags += ["--enforce-eager"] if options.get("enforce_eager") else []
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
+                                 "--served-model-name", CHAT, "--host", "127.0.0.1", f"--port={port}", *flags],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        def check_alive() -> None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited:\n{log.read_text(errors='replace')[-3000:]}")
+
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/health", 600, check_alive)
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).raise_for_status()
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def measure(targets: dict[str, tuple[str, str]], args) -> list[dict]:
+    from openai import AsyncOpenAI
+
+    clients = {name: AsyncOpenAI(base_url=url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
+               for name, (url, _) in targets.items()}
+    rows = []
+    for level in [int(x) for x in args.levels.split(",")]:
+        runs: dict[str, list[dict]] = {t: [] for t in targets}
+        for _ in range(args.repeats):
+            for name, (_, model) in targets.items():
+                call = lambda seed, c=clients[name], m=model: openai_request(c, m, args.max_tokens, seed)  # noqa: E731
+                runs[name].append(await run_level(name, call, level, args.rounds))
+        rows += [median_row(r) for r in runs.values()]
+        print_table(rows)
+    for client in clients.values():
+        await client.close()
+    return rows
+
+
+def ratio_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for level in sorted({r["concurrency"] for r in rows}):
+        at = {r["target"]: r for r in rows if r["concurrency"] == level}
+        gw, own, hf = at["gateway-vllm"], at["vllm-server"], at["gateway-transformers"]
+        out.append({"concurrency": level,
+                    "gateway_vllm_vs_vllm_server_aggregate": gw["aggregate_tok_s"] / own["aggregate_tok_s"],
+                    "gateway_vllm_ttft_p50_added_ms": gw["ttft_p50_ms"] - own["ttft_p50_ms"],
+                    "gateway_vllm_vs_gateway_transformers_aggregate": gw["aggregate_tok_s"] / hf["aggregate_tok_s"]})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="1,4,16")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--api-key", default="bench-secret")
+    parser.add_argument("--out", default=str(RESULTS / "vllm_chat.json"))
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+    from deployments import model_source
+    from serve_app.args import AppArgs
+    from tests.servers import ServeRun, app_args, free_port
+
+    config_path = REPO / "config" / "cpu-vllm.yaml"
+    chat = next(m for m in AppArgs.model_validate(app_args(config_path)).models if m.id == CHAT)
+    path = model_source.as_transformers_checkpoint(model_source.resolve(chat.source))
+    workdir = Path(tempfile.mkdtemp())
+    with contextlib.ExitStack() as stack:
+        own = stack.enter_context(vllm_server(path, chat.engine_options, free_port(), workdir / "vllm.log"))
+        gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=bench_config))
+        targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
+                   "gateway-transformers": (gateway.url, TRANSFORMERS)}
+        rows = asyncio.run(measure(targets, args))
+    ratios = ratio_rows(rows)
+    print()
+    for r in ratios:
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"settings": vars(args), "rows": rows, "ratios": ratios}, indent=2))
+    print(f"\nsaved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
