@@ -62,6 +62,9 @@ class SpeechCoordinator:
                 future.cancel()
             chunks.close()
 
+    async def ready(self) -> None:
+        """Answered once this replica is up: the gateway's wake-up call for a model scaled to zero."""
+
     async def check_health(self) -> None:
         return None
 

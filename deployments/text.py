@@ -22,6 +22,9 @@ class TextModelServer:
     async def complete(self, request: ChatCompletionRequest) -> Completion:
         return await collect(self.engine.generate(request), request.n)
 
+    async def ready(self) -> None:
+        """Answered once this replica is up: the gateway's wake-up call for a model scaled to zero."""
+
     async def check_health(self) -> None:
         await self.engine.check_health()
 

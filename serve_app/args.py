@@ -81,6 +81,13 @@ class SpeechSplitting(_Strict):
     )
 
 
+class ColdStartConfig(_Strict):
+    """Scale to zero (`autoscaling_config.min_replicas: 0`): how long a request may wait for the first replica."""
+
+    max_hold_s: float = Field(120.0, gt=0, description="Longest a request is held while a replica starts; then 503.")
+    expected_s: float = Field(60.0, gt=0, description="Cold-start time assumed for Retry-After until one is seen.")
+
+
 class ModelConfig(_Strict):
     """One served model: one Serve deployment."""
 
@@ -101,6 +108,12 @@ class ModelConfig(_Strict):
     max_images_per_request: int = Field(
         4, ge=1, description="Multimodal models only: most images in one chat request."
     )
+    cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
+
+    @property
+    def scales_to_zero(self) -> bool:
+        autoscaling = self.deployment.autoscaling_config or {}
+        return self.deployment.num_replicas is None and autoscaling.get("min_replicas", 1) == 0
 
     @property
     def deployment_name(self) -> str:

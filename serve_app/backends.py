@@ -49,6 +49,9 @@ class TextBackend:
     def stream(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
         return _relay(self._streaming.stream.remote(request), request.model)
 
+    async def wake(self) -> None:
+        await self._handle.ready.remote()
+
 
 class SpeechBackend:
     """The gateway's view of a speech model: its coordinator deployment."""
@@ -65,6 +68,9 @@ class SpeechBackend:
 
     def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
         return _relay(self._streaming.stream.remote(audio, request), request.model)
+
+    async def wake(self) -> None:
+        await self._handle.ready.remote()
 
 
 class SpeechWorkersBackend:

@@ -9,6 +9,7 @@ from serve_app.args import APIKey, AppArgs
 from serve_app.backends import LimiterBackend, SpeechBackend, TextBackend
 from serve_app.gateway import create_gateway
 from serve_app.metrics import GatewayMetrics
+from serve_app.replica_status import ReplicaStatus
 from serve_app.routing import ModelRegistry
 from serve_app.security.auth import KeyStore
 
@@ -23,7 +24,7 @@ class Gateway:
         self.registry = ModelRegistry.from_config(self.args.models, {
             m.id: SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id])
             for m in self.args.models
-        }, self.args.limits)
+        }, self.args.limits, ReplicaStatus())
 
     def __serve_build_asgi_app__(self):
         return create_gateway(self.registry, self.keys, self.args.limits, self.limiter, GatewayMetrics(),

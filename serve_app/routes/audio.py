@@ -55,6 +55,7 @@ class TranscriptionRoute:
         request.state.model = req.model
         model.require("transcription")
         sniff_audio(audio)
+        await self.registry.warm(model)
         if req.stream:
             if req.response_format not in ("json", "text"):
                 raise InvalidRequest("stream=true works with response_format json or text.", param="stream")

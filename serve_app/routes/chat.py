@@ -45,6 +45,7 @@ class ChatRoute:
             model.require("image")
             chat = await self.images.resolve(chat, model.limits["max_images_per_request"])
             request.state.usage["images"] = chat.image_count()
+        await self.registry.warm(model)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
             result = await model.backend.complete(chat)

@@ -15,9 +15,13 @@ class ModelsRoute:
 
     async def list(self, request: Request) -> JSONResponse:
         allowed = request.state.caller.models
-        return JSONResponse(model_list([c for c in self.registry.cards() if allowed is None or c["id"] in allowed]))
+        return JSONResponse(model_list([await self._card(m) for m in self.registry.models()
+                                        if allowed is None or m.id in allowed]))
 
     async def retrieve(self, request: Request) -> JSONResponse:
         model_id = request.path_params["model_id"]
         request.state.caller.require_model(model_id)
-        return JSONResponse(self.registry.get(model_id).card())
+        return JSONResponse(await self._card(self.registry.get(model_id)))
+
+    async def _card(self, model) -> dict:
+        return {**model.card(), "status": await self.registry.state(model)}

@@ -12,8 +12,9 @@ def registry():
 
 def test_lookup_and_cards(registry):
     assert registry.get("chat-m").kind == "text"
-    assert [c["id"] for c in registry.cards()] == ["chat-m", "asr-m"]
-    assert registry.cards()[0]["object"] == "model"
+    cards = [m.card() for m in registry.models()]
+    assert [c["id"] for c in cards] == ["chat-m", "asr-m"]
+    assert cards[0]["object"] == "model" and cards[1]["capabilities"]["input"] == ["audio"]
 
 
 def test_unknown_model_is_404(registry):

@@ -1,0 +1,50 @@
+"""Scale to zero: hold a request for a cold model while its first replica starts, within a bound.
+
+A model whose deployment autoscales from `min_replicas: 0` may have no replica. Serve queues calls until one
+starts; the gateway adds the bound: it wakes the model with a tiny call that keeps running in the background,
+holds the client for at most `max_hold_s`, and past that answers 503 with a Retry-After taken from the cold
+starts it has seen (the configured estimate until it has seen one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from collections import deque
+
+from serve_app.errors import ServiceUnavailable
+
+
+class ColdStart:
+    def __init__(self, model_id: str, max_hold_s: float, expected_s: float) -> None:
+        self.model_id = model_id
+        self.max_hold_s = max_hold_s
+        self.expected_s = expected_s
+        self.observed: deque[float] = deque(maxlen=9)  # recent cold-start durations
+        self._waking: asyncio.Task | None = None
+        self._waking_since = 0.0
+
+    def estimate_s(self) -> float:
+        return statistics.median(self.observed) if self.observed else self.expected_s
+
+    async def hold(self, wake) -> None:
+        """Return once `wake()` (a call answered by a live replica) completes; 503 if that takes too long."""
+        if self._waking is None or self._waking.done():
+            self._waking_since = time.monotonic()
+            self._waking = asyncio.ensure_future(self._timed(wake))
+        try:
+            # shield: a client that gives up (or our bound) must not cancel the start for everyone else
+            await asyncio.wait_for(asyncio.shield(self._waking), self.max_hold_s)
+        except TimeoutError:
+            left = self.estimate_s() - (time.monotonic() - self._waking_since)
+            retry = max(1, math.ceil(left))
+            raise ServiceUnavailable(
+                f"Model `{self.model_id}` is starting from zero replicas; retry in {retry} s.",
+                code="model_cold_start", headers={"Retry-After": str(retry)}) from None
+
+    async def _timed(self, wake) -> None:
+        started = time.monotonic()
+        await wake()
+        self.observed.append(time.monotonic() - started)

