@@ -30,7 +30,7 @@ def cluster_args() -> dict:
     gpu = {**chat, "id": GPU_MODEL, "engine_options": options, "deployment": {
         "max_ongoing_requests": 8,
         "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
-                               "upscale_delay_s": 1, "downscale_delay_s": 4, "look_back_period_s": 2},
+                               "upscale_delay_s": 1, "downscale_delay_s": 4},
         "ray_actor_options": {"num_cpus": 0.1, "num_gpus": 1}}}
     zero = {**chat, "id": ZERO_MODEL, "engine_options": options, "cold_start": {"max_hold_s": 240},
             "deployment": {"autoscaling_config": {"min_replicas": 0, "max_replicas": 1, "downscale_delay_s": 600},
