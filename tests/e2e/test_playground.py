@@ -140,3 +140,24 @@ def test_image_chat_from_the_file_picker(serve_endpoint, page, tmp_path):
     assert response_info.value.status == 200
     expect(page.locator(".msg.user img")).to_be_visible()
     expect(page.locator(".msg.assistant .meta")).to_contain_text("completion tokens", timeout=60_000)
+
+
+def test_microphone_recording_is_transcribed(serve_endpoint, browser):
+    """Chromium's fake microphone (a tone) through MediaRecorder webm, as a user records in the page."""
+    context = browser.new_context(permissions=["microphone"])
+    page = context.new_page()
+    try:
+        connect(page, serve_endpoint)
+        page.select_option("#model", SPEECH_MODEL)
+        page.click("#record")
+        expect(page.locator("#recording-state")).to_have_text("Recording…")
+        page.wait_for_timeout(2500)
+        page.click("#record")
+        expect(page.locator("#recording-state")).to_contain_text("Recorded")
+        with page.expect_response("**/v1/audio/transcriptions") as response_info:
+            page.click("#transcribe")
+        assert response_info.value.status == 200  # browser webm without a duration header is accepted
+        expect(page.locator("#transcript")).not_to_have_text("Transcribing…")
+        expect(page.locator("#error")).to_be_hidden()
+    finally:
+        context.close()
