@@ -181,6 +181,11 @@ def main() -> None:
             args.url = stack.enter_context(ServeRun([args.api_key], log, Path(args.config))).url
         rows = asyncio.run(measure(args, levels))
     comparisons = ratios(rows, "gateway", "inprocess") + ratios(rows, "inprocess", "inprocess-nobatch")
+    report(args, rows, comparisons)
+
+
+def report(args, rows: list[dict], comparisons: list[dict]) -> None:
+    """Print the ratios and save settings, rows and ratios as JSON in args.out."""
     print()
     for c in comparisons:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()}))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.media import speech_wav  # noqa: E402
+from tests.servers import stop_process_group  # noqa: E402
 
 KEY = "cold-start-bench"
 URL = "http://127.0.0.1:8000"
@@ -53,11 +53,7 @@ def one_run(audio: bytes) -> dict:
                                                   data={"model": "whisper-tiny.en"},
                                                   files={"file": ("a.wav", audio)}), start)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
     return {"models_s": models, "first_chat_s": chat, "first_transcription_s": speech}
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.chat import RESULTS, median_row, openai_request, print_table, run_level  # noqa: E402
+from bench.chat import RESULTS, median_row, openai_request, print_table, report, run_level  # noqa: E402
 
 CHAT = "smollm2-135m-instruct"
 TRANSFORMERS = "smollm2-135m-instruct-transformers"
@@ -50,7 +49,7 @@ def vllm_server(model_path: str, options: dict, port: int, log: Path):
     """vLLM's own OpenAI server with the engine settings the gateway's replica uses."""
     import httpx
 
-    from tests.servers import _wait_for
+    from tests.servers import _wait_for, stop_process_group
 
     flags = [f"--max-model-len={options['max_model_len']}", f"--dtype={options['dtype']}"]
     flags += ["--enforce-eager"] if options.get("enforce_eager") else []
@@ -68,11 +67,7 @@ def vllm_server(model_path: str, options: dict, port: int, log: Path):
             httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).raise_for_status()
             yield f"http://127.0.0.1:{port}"
         finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_process_group(proc)
 
 
 async def measure(targets: dict[str, tuple[str, str]], args) -> list[dict]:
@@ -131,13 +126,7 @@ def main() -> None:
         targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
                    "gateway-transformers": (gateway.url, TRANSFORMERS)}
         rows = asyncio.run(measure(targets, args))
-    ratios = ratio_rows(rows)
-    print()
-    for r in ratios:
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "rows": rows, "ratios": ratios}, indent=2))
-    print(f"\nsaved {args.out}")
+    report(args, rows, ratio_rows(rows))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,11 @@ class TextModelServer:
     async def check_health(self) -> None:
         await self.engine.check_health()
 
+    def shutdown(self) -> None:
+        """Let the engine stop its threads or processes."""
+        engine_shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
+        if engine_shutdown is not None:
+            engine_shutdown()
+
     def __del__(self) -> None:
-        # Serve calls this when the replica is torn down; let the engine stop its threads or processes.
-        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        self.shutdown()  # Serve calls this when the replica is torn down

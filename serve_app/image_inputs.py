@@ -11,7 +11,7 @@ import asyncio
 from serve_app.errors import InvalidRequest
 from serve_app.image_fetch import ImageFetcher
 from serve_app.images import CheckedImage, ImageLimits, check_image, decode_data_uri
-from serve_app.protocol.chat import ChatCompletionRequest, ImagePart
+from serve_app.protocol.chat import ChatCompletionRequest
 
 
 class ImageInputs:
@@ -20,17 +20,13 @@ class ImageInputs:
         self.fetcher = fetcher
 
     async def resolve(self, chat: ChatCompletionRequest, max_images: int) -> ChatCompletionRequest:
-        parts = [(f"messages[{m}].content[{p}].image_url", part)
-                 for m, message in enumerate(chat.messages) if not isinstance(message.content, str)
-                 for p, part in enumerate(message.content) if isinstance(part, ImagePart)]
+        resolved = chat.model_copy(deep=True)
+        parts = resolved.image_parts()
         if len(parts) > max_images:
             raise InvalidRequest(f"Model `{chat.model}` accepts at most {max_images} images per request; "
                                  f"this request has {len(parts)}.", param="messages", code="too_many_images")
         checked = await asyncio.gather(*(self._load(part.image_url.url, param) for param, part in parts))
-        resolved = chat.model_copy(deep=True)
-        resolved_parts = [part for message in resolved.messages if not isinstance(message.content, str)
-                          for part in message.content if isinstance(part, ImagePart)]
-        for part, image in zip(resolved_parts, checked):
+        for (_, part), image in zip(parts, checked):
             part.image_url.url = image.data_uri()
         return resolved
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -70,9 +71,8 @@ class LocalGateway:
         self._server.should_exit = True
         self._thread.join(10)
         for server in self.servers.values():  # stop engine threads and processes (vLLM's engine core)
-            shutdown = getattr(getattr(server, "engine", None), "shutdown", None)
-            if shutdown is not None:
-                shutdown()
+            if hasattr(server, "shutdown"):
+                server.shutdown()
 
 
 class ServeRun:
@@ -108,13 +108,19 @@ class ServeRun:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def __exit__(self, *exc) -> None:
-        self.proc.send_signal(2)  # Ctrl-C: serve run tears down the app and its local Ray cluster
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(10)
+        stop_process_group(self.proc)  # Ctrl-C: serve run tears down the app and its local Ray cluster
         self._log.close()
+
+
+def stop_process_group(proc: subprocess.Popen, grace_s: float = 60) -> None:
+    """Ctrl-C a server started with start_new_session=True (it stops its own children), then kill its whole
+    process group if it lingers."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def _wait_for(url: str, timeout: float, check) -> None:

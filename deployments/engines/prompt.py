@@ -13,11 +13,16 @@ def chat_messages(request: ChatCompletionRequest) -> list[dict]:
     return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in request.messages]
 
 
-def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
+def apply_template(template_owner, messages: list[dict]) -> str:
+    """Prompt text from a tokenizer's or processor's chat template; a template's refusal is a 400."""
     try:
-        return tokenizer.apply_chat_template(chat_messages(request), tokenize=False, add_generation_prompt=True)
+        return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except TemplateError as exc:  # e.g. a template that insists on alternating roles
         raise InvalidRequest(f"This model's chat template rejected the messages: {exc}", param="messages") from None
+
+
+def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
+    return apply_template(tokenizer, chat_messages(request))
 
 
 # No tokenizer packs more characters than this into one token in practice, so longer prompts cannot fit and

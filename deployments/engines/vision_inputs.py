@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import io
 
-from jinja2 import TemplateError
-
-from deployments.engines.prompt import refuse_far_too_long
+from deployments.engines.prompt import apply_template, refuse_far_too_long
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest, ImagePart
 
@@ -33,25 +31,23 @@ def request_images(request: ChatCompletionRequest) -> list:
     from PIL import Image
 
     images = []
-    for m in request.messages:
-        for part in [] if isinstance(m.content, str) else m.content:
-            if isinstance(part, ImagePart):
-                url = part.image_url.url
-                if not url.startswith("data:"):
-                    raise InvalidRequest("Images must reach the engine as data URIs.", param="messages")
-                data = base64.b64decode(url.partition(",")[2])
-                with Image.open(io.BytesIO(data)) as image:
-                    images.append(image.convert("RGB"))
+    for _, part in request.image_parts():
+        url = part.image_url.url
+        if not url.startswith("data:"):
+            raise InvalidRequest("Images must reach the engine as data URIs.", param="messages")
+        with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
+            images.append(image.convert("RGB"))
     return images
+
+
+def render_multimodal(processor, request: ChatCompletionRequest) -> str:
+    return apply_template(processor, processor_messages(request))
 
 
 def encode_multimodal(processor, request: ChatCompletionRequest, max_model_len: int) -> tuple[list[int], dict]:
     """Prompt token ids (image placeholders expanded) and the vision inputs the model's forward takes."""
     refuse_far_too_long(request, max_model_len)
-    try:
-        prompt = processor.apply_chat_template(processor_messages(request), add_generation_prompt=True)
-    except TemplateError as exc:
-        raise InvalidRequest(f"This model's chat template rejected the messages: {exc}", param="messages") from None
+    prompt = render_multimodal(processor, request)
     images = request_images(request)
     inputs = processor(text=prompt, images=[images] if images else None, return_tensors="pt")
     vision = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}

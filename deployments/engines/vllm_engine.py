@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 
 from deployments.engines.prompt import context_overflow, encode_chat, refuse_far_too_long
 from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
-from deployments.engines.vision_inputs import processor_messages, request_images
+from deployments.engines.vision_inputs import render_multimodal, request_images
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 
@@ -101,7 +101,7 @@ class VLLMEngine:
             ids = encode_chat(self.tokenizer, request, self.max_model_len)
             return {"prompt_token_ids": ids}, len(ids)
         refuse_far_too_long(request, self.max_model_len)
-        text = self.processor.apply_chat_template(processor_messages(request), add_generation_prompt=True)
+        text = render_multimodal(self.processor, request)  # a template's refusal is a 400 here too
         images = await asyncio.to_thread(request_images, request)
         if not images:
             ids = self.tokenizer(text, add_special_tokens=False).input_ids

@@ -44,9 +44,6 @@ class ChatMessage(_Wire):
             return self.content
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
-    def image_count(self) -> int:
-        return 0 if isinstance(self.content, str) else sum(isinstance(p, ImagePart) for p in self.content)
-
 
 class StreamOptions(_Wire):
     include_usage: bool = False
@@ -111,7 +108,13 @@ class ChatCompletionRequest(_Wire):
         return self.max_completion_tokens or self.max_tokens
 
     def image_count(self) -> int:
-        return sum(m.image_count() for m in self.messages)
+        return len(self.image_parts())
+
+    def image_parts(self) -> list[tuple[str, ImagePart]]:
+        """Every image part, in order, with its parameter path (for errors)."""
+        return [(f"messages[{m}].content[{p}].image_url", part)
+                for m, message in enumerate(self.messages) if not isinstance(message.content, str)
+                for p, part in enumerate(message.content) if isinstance(part, ImagePart)]
 
 
 def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict:

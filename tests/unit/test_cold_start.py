@@ -9,7 +9,7 @@ import pytest
 from serve_app.args import ModelConfig
 from serve_app.cold_start import ColdStart
 from serve_app.errors import ServiceUnavailable
-from serve_app.routing import ModelRegistry, ServedModel
+from serve_app.routing import ModelRegistry
 
 
 class SlowStart:
