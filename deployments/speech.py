@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from deployments.engines.base import SpeechEngine
 from deployments.engines.factory import create_speech_engine
-from deployments.engines.protocol import ChunkTranscript
-from serve_app.args import ModelConfig
+from serve_app.config import ModelConfig
+from serve_app.contract import ChunkTranscript
 from serve_app.protocol.audio import TranscriptionRequest
 
 
 class SpeechModelServer:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, *, engine: SpeechEngine | None = None) -> None:
         self.config = ModelConfig.model_validate(config)
-        self.engine = create_speech_engine(self.config)
+        self.engine = engine if engine is not None else create_speech_engine(self.config)
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import numpy as np
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.engines.audio_chunks import Probe, iter_chunks, probe
-from deployments.engines.protocol import ChunkTranscript, Transcription
-from serve_app.args import ModelConfig
-from serve_app.backends import SpeechWorkersBackend
-from serve_app.errors import InvalidRequest
+from deployments.audio_chunks import Probe, iter_chunks, probe
+from serve_app.config import ModelConfig
+from serve_app.contract import ChunkTranscript, Transcription
+from serve_app.errors import InvalidRequest, model_overloaded
 from serve_app.protocol.audio import TranscriptionRequest
 
 
@@ -23,12 +24,26 @@ class SpeechWorkers(Protocol):
                                  request: TranscriptionRequest) -> ChunkTranscript: ...
 
 
+class SpeechWorkersHandle:
+    """The speech replicas behind their Serve handle: one call per chunk, spread by Serve's router."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def transcribe_samples(self, samples: np.ndarray, offset: float,
+                                 request: TranscriptionRequest) -> ChunkTranscript:
+        try:
+            return await self._handle.transcribe_samples.remote(samples, offset, request)
+        except BackPressureError as exc:
+            raise model_overloaded(request.model, exc.retry_after_s) from None
+
+
 class SpeechCoordinator:
     def __init__(self, config: dict, workers: SpeechWorkers) -> None:
         self.config = ModelConfig.model_validate(config)
         self.splitting = self.config.splitting
         # Under Serve the workers arrive as a handle; in-process (tests) as the replica object itself.
-        self.workers = SpeechWorkersBackend(workers) if isinstance(workers, DeploymentHandle) else workers
+        self.workers = SpeechWorkersHandle(workers) if isinstance(workers, DeploymentHandle) else workers
 
     async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
         return stitch([piece async for piece in self.stream(audio, request)])

@@ -1,19 +1,22 @@
-"""Replica class for a text model: owns one engine, streams typed steps or returns a whole completion."""
+"""Replica class for a text or multimodal model: owns one engine, streams typed steps or returns a whole
+completion."""
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
+from deployments.engines.base import TextEngine
 from deployments.engines.factory import create_text_engine
-from deployments.engines.protocol import Completion, GenerationStep, collect
-from serve_app.args import ModelConfig
+from serve_app.config import ModelConfig
+from serve_app.contract import Completion, GenerationStep, collect
 from serve_app.protocol.chat import ChatCompletionRequest
 
 
 class TextModelServer:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, *, engine: TextEngine | None = None) -> None:
+        """`engine` injects a ready engine (tests); otherwise the config's engine is built here."""
         self.config = ModelConfig.model_validate(config)
-        self.engine = create_text_engine(self.config)
+        self.engine = engine if engine is not None else create_text_engine(self.config)
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
         async for step in self.engine.generate(request):
@@ -30,9 +33,8 @@ class TextModelServer:
 
     def shutdown(self) -> None:
         """Let the engine stop its threads or processes."""
-        engine_shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
-        if engine_shutdown is not None:
-            engine_shutdown()
+        if hasattr(self, "engine"):  # absent when the engine failed to start
+            self.engine.shutdown()
 
     def __del__(self) -> None:
         self.shutdown()  # Serve calls this when the replica is torn down

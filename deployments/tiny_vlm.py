@@ -31,8 +31,13 @@ IMAGE_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<
 def build_tiny_idefics3(target: Path, tokenizer_path: str, seed: int = 0) -> None:
     """Write a loadable checkpoint (weights, config, processor, chat template) into `target`."""
     import torch
-    from transformers import (AutoTokenizer, Idefics3Config, Idefics3ForConditionalGeneration,
-                              Idefics3ImageProcessorPil, Idefics3Processor)
+    from transformers import (
+        AutoTokenizer,
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     tokenizer.add_special_tokens({"additional_special_tokens": IMAGE_TOKENS})

@@ -1,38 +1,50 @@
-"""Application builder: the only place deployments are declared and bound (`serve run config/<name>.yaml`)."""
+"""Application builder: the only place deployments are declared and bound (`serve run config/<name>.yaml`),
+and the only module of serve_app that imports `deployments`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from ray import serve
 from ray.serve import Application
 
-from serve_app.args import AppArgs, ModelConfig
-from serve_app.ingress import Gateway
+from deployments.engines.options import parse_engine_options
+from serve_app.config import AppArgs, ModelConfig
+from serve_app.gateway.ingress import DEFAULT_OPTIONS as GATEWAY_DEFAULTS
+from serve_app.gateway.ingress import GatewayIngress
 from serve_app.security.auth import ENV_VAR, keys_from_env
+from serve_app.security.rate_limit import DEPLOYMENT_OPTIONS as LIMITER_OPTIONS
 from serve_app.security.rate_limit import RateLimiterServer
 
-# Defaults for the CPU-only gateway; model deployments take theirs from the YAML.
-GATEWAY_DEFAULTS: dict[str, Any] = {
-    "ray_actor_options": {"num_cpus": 0.1},
-    "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64},
-    "max_ongoing_requests": 256,
-}
+
+def check_engine_options(config: ModelConfig) -> None:
+    """Refuse a typo in `engine_options` now, not as a replica crash loop (vLLM's own arguments are checked
+    when its replica starts: the builder's machine need not have vLLM)."""
+    try:
+        parse_engine_options(config.engine, config.engine_options)
+    except ValidationError as exc:
+        raise ValueError(f"model {config.id!r}: invalid engine_options for {config.engine}: {exc}") from None
 
 
-def _bind_model(config: ModelConfig) -> Application:
-    """One deployment per model; a speech model also gets a CPU coordinator in front of its replicas."""
-    options = config.deployment.as_serve_options()
-    if config.kind != "speech":
-        from deployments.text import TextModelServer
+# Replica classes are imported where they are bound: the machine that builds the app (a cluster's head)
+# needs only the gateway's dependencies, not the audio decoders or engines the replicas bring.
 
-        return serve.deployment(TextModelServer, name=config.deployment_name).options(**options).bind(
-            config.model_dump())
+
+def bind_text_model(config: ModelConfig) -> Application:
+    from deployments.text import TextModelServer
+
+    return serve.deployment(TextModelServer, name=config.deployment_name).options(
+        **config.deployment.as_serve_options()).bind(config.model_dump())
+
+
+def bind_speech_model(config: ModelConfig) -> Application:
+    """The replicas that transcribe chunks, behind a CPU coordinator that decodes and cuts the upload."""
     from deployments.speech import SpeechModelServer
     from deployments.speech_coordinator import SpeechCoordinator
 
-    workers = serve.deployment(SpeechModelServer, name=config.deployment_name).options(**options).bind(
-        config.model_dump())
+    workers = serve.deployment(SpeechModelServer, name=config.deployment_name).options(
+        **config.deployment.as_serve_options()).bind(config.model_dump())
     coordinator = serve.deployment(SpeechCoordinator, name=config.deployment_name + "-coordinator").options(
         **config.splitting.deployment.as_serve_options())
     return coordinator.bind(config.model_dump(), workers)
@@ -43,12 +55,13 @@ def build_app(raw_args: dict[str, Any]) -> Application:
     keys = list(args.api_keys) + keys_from_env()
     if not keys:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")
-    handles = {m.id: _bind_model(m) for m in args.models}
-    options = {**GATEWAY_DEFAULTS, **args.ingress.deployment.as_serve_options()}
-    if "num_replicas" in args.ingress.deployment.as_serve_options():
+    for model in args.models:
+        check_engine_options(model)
+    handles = {m.id: bind_speech_model(m) if m.kind == "speech" else bind_text_model(m) for m in args.models}
+    configured = args.ingress.deployment.as_serve_options()
+    options = {**GATEWAY_DEFAULTS, **configured}
+    if "num_replicas" in configured:
         options.pop("autoscaling_config")  # a fixed count replaces autoscaling
-    gateway = serve.deployment(Gateway, name="gateway").options(**options)
-    # One replica on purpose: it is the single place every gateway replica's rate limits are counted.
-    limiter = serve.deployment(RateLimiterServer, name="rate-limiter").options(
-        num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000).bind()
+    gateway = serve.deployment(GatewayIngress, name="gateway").options(**options)
+    limiter = serve.deployment(RateLimiterServer, name="rate-limiter").options(**LIMITER_OPTIONS).bind()
     return gateway.bind(args.model_dump(), [k.model_dump() for k in keys], handles, limiter)

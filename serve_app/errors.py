@@ -1,10 +1,12 @@
-"""The one error channel: typed API errors and the OpenAI error envelope they render to."""
+"""The one error channel: typed API errors with their HTTP status and OpenAI envelope.
+
+Part of the kernel replicas import: raised anywhere (gateway, engines, coordinator), pickled intact across
+Ray, rendered to HTTP only by the gateway (serve_app.gateway.errors)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-from starlette.responses import JSONResponse
 
 
 class APIError(Exception):
@@ -109,8 +111,8 @@ class ServerError(APIError):
         super().__init__(message)
 
 
-def error_response(error: APIError, request_id: str | None = None) -> JSONResponse:
-    headers = dict(error.headers)
-    if request_id:
-        headers["x-request-id"] = request_id
-    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+def model_overloaded(model: str, retry_after_s: float | None) -> ServiceUnavailable:
+    """A model deployment's queue is full (Serve's back-pressure): 503 with Serve's retry hint."""
+    retry = max(1, math.ceil(retry_after_s or 1))
+    return ServiceUnavailable(f"Model `{model}` is at capacity; retry in {retry} s.", code="model_overloaded",
+                              headers={"Retry-After": str(retry)})

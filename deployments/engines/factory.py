@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from deployments import model_source
-from serve_app.args import ModelConfig
+from deployments.engines.base import SpeechEngine, TextEngine
+from deployments.engines.options import parse_engine_options
+from serve_app.config import ModelConfig
 
 
-def create_text_engine(config: ModelConfig):
+def create_text_engine(config: ModelConfig) -> TextEngine:
     path = model_source.as_transformers_checkpoint(model_source.resolve(config.source))
-    if config.engine == "transformers":
-        from deployments.engines.hf_engine import HFTextEngine
-
-        return HFTextEngine(path, config.engine_options, multimodal=config.kind == "multimodal")
+    options = parse_engine_options(config.engine, config.engine_options)
+    multimodal = config.kind == "multimodal"
     if config.engine == "vllm":
         from deployments.engines.vllm_engine import VLLMEngine
 
-        return VLLMEngine(path, config.engine_options, multimodal=config.kind == "multimodal")
-    raise ValueError(f"engine {config.engine!r} cannot serve {config.kind} models")
+        return VLLMEngine(path, options, multimodal=multimodal)
+    from deployments.engines.hf.engine import HFTextEngine
+
+    return HFTextEngine(path, options, multimodal=multimodal)
 
 
-def create_speech_engine(config: ModelConfig):
+def create_speech_engine(config: ModelConfig) -> SpeechEngine:
     from deployments.engines.whisper_engine import WhisperEngine
 
-    return WhisperEngine(model_source.resolve(config.source), config.engine_options)
+    options = parse_engine_options(config.engine, config.engine_options)
+    return WhisperEngine(model_source.resolve(config.source), options)

@@ -10,39 +10,43 @@ import asyncio
 import dataclasses
 import os
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
 
-from deployments.engines.prompt import context_overflow, encode_chat, refuse_far_too_long
-from deployments.engines.protocol import ChoiceDelta, GenerationStep, TokenUsage
-from deployments.engines.vision_inputs import render_multimodal, request_images
+from deployments.engines.base import TextEngine
+from deployments.engines.chat_prompt import (
+    completion_cap,
+    encode_chat,
+    refuse_far_too_long,
+    render_multimodal,
+    request_images,
+)
+from deployments.engines.options import VLLMOptions
+from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 
-# Our own options; everything else in engine_options goes to vLLM's AsyncEngineArgs unchanged.
-OWN_OPTIONS = {"default_max_tokens": 512}
 
-
-def engine_args(model_path: str, options: dict[str, Any]):
+def engine_args(model_path: str, options: VLLMOptions):
     """AsyncEngineArgs from the config's engine_options, with unknown names refused by name at start."""
     from vllm import AsyncEngineArgs
 
     known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
-    passed = {k: v for k, v in options.items() if k not in OWN_OPTIONS}
+    passed = options.engine_args()
     unknown = sorted(set(passed) - known)
     if unknown:
         raise ValueError(f"unknown vLLM engine options {unknown}; see vllm.AsyncEngineArgs")
     return AsyncEngineArgs(model=model_path, **passed)
 
 
-class VLLMEngine:
-    def __init__(self, model_path: str, options: dict[str, Any], multimodal: bool = False) -> None:
+class VLLMEngine(TextEngine):
+    def __init__(self, model_path: str, options: VLLMOptions, multimodal: bool = False) -> None:
         from transformers import AutoProcessor, AutoTokenizer
         from vllm.v1.engine.async_llm import AsyncLLM
 
         # vLLM's CPU backend reads its KV-cache size (GiB) from the environment; 4 GiB by default is a lot
         # on a small box, so configs set it per deployment (runtime_env) and this is only the fallback.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        self.default_max_tokens = int(options.get("default_max_tokens", OWN_OPTIONS["default_max_tokens"]))
+        self.default_max_tokens = options.default_max_tokens
         self.engine = AsyncLLM.from_engine_args(engine_args(model_path, options))
         self.max_model_len = self.engine.model_config.max_model_len
         # Prompts are rendered here with the model's own chat template, so both engines see the same text.
@@ -61,22 +65,11 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind
 
         prompt, prompt_len = await self._prompt(request)
-        budget = request.token_budget()
-        room = self.max_model_len - prompt_len
-        if prompt_len and (room < 1 or (budget is not None and budget > room)):
-            raise context_overflow(self.max_model_len, prompt_len, budget or 1)
         params = SamplingParams(
+            **dataclasses.asdict(request.sampling()),
             n=request.n,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            top_k=request.top_k if request.top_k and request.top_k > 0 else 0,
-            min_p=request.min_p or 0.0,
-            repetition_penalty=request.repetition_penalty or 1.0,
-            presence_penalty=request.presence_penalty or 0.0,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            seed=request.seed,
             stop=request.stop_list() or None,
-            max_tokens=min(budget or self.default_max_tokens, room) if prompt_len else budget or self.default_max_tokens,
+            max_tokens=completion_cap(request, self.max_model_len, prompt_len, self.default_max_tokens),
             logprobs=(request.top_logprobs or 0) if request.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
         )
@@ -95,8 +88,8 @@ class VLLMEngine:
         except VLLMClientError as exc:  # vLLM's own checks of the prompt and parameters
             raise _client_error(exc) from None
 
-    async def _prompt(self, request: ChatCompletionRequest) -> tuple[dict, int]:
-        """vLLM prompt and its length in tokens (0 when vLLM expands image placeholders itself)."""
+    async def _prompt(self, request: ChatCompletionRequest) -> tuple[dict, int | None]:
+        """vLLM prompt and its length in tokens (None when vLLM expands image placeholders itself)."""
         if self.processor is None:
             ids = encode_chat(self.tokenizer, request, self.max_model_len)
             return {"prompt_token_ids": ids}, len(ids)
@@ -106,7 +99,7 @@ class VLLMEngine:
         if not images:
             ids = self.tokenizer(text, add_special_tokens=False).input_ids
             return {"prompt_token_ids": ids}, len(ids)
-        return {"prompt": text, "multi_modal_data": {"image": images}}, 0
+        return {"prompt": text, "multi_modal_data": {"image": images}}, None
 
 
 def _logprob_entries(choice, top: int) -> list[dict]:

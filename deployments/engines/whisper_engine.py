@@ -8,10 +8,11 @@ import threading
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
-from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.engines.audio_chunks import SAMPLE_RATE
-from deployments.engines.protocol import ChunkTranscript, Segment, Word
+from deployments.audio_chunks import SAMPLE_RATE
+from deployments.engines.base import SpeechEngine
+from deployments.engines.options import WhisperOptions
+from serve_app.contract import ChunkTranscript, Segment, Word
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.audio import TranscriptionRequest
 
@@ -22,24 +23,13 @@ _LANGUAGE_NAMES = {"en": "english", "fr": "french", "de": "german", "es": "spani
                    "pt": "portuguese", "nl": "dutch", "ja": "japanese", "zh": "chinese", "ru": "russian"}
 
 
-class WhisperOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    device: str = Field("cpu", description="cpu or cuda")
-    compute_type: str = Field("int8", description="CTranslate2 compute type: int8, float16, int8_float16, ...")
-    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads (0: its default)")
-    num_workers: int = Field(1, ge=1, description="Chunks this replica transcribes in parallel.")
-    beam_size: int = Field(5, ge=1)
-    vad_filter: bool = Field(True, description="Skip silence (without it silence turns into invented words).")
-
-
 class _Cancelled(Exception):
     pass
 
 
-class WhisperEngine:
-    def __init__(self, model_path: str, options: dict) -> None:
-        self.options = WhisperOptions.model_validate(options)
+class WhisperEngine(SpeechEngine):
+    def __init__(self, model_path: str, options: WhisperOptions) -> None:
+        self.options = options
         self.model = WhisperModel(
             model_path,
             device=self.options.device,
@@ -48,9 +38,6 @@ class WhisperEngine:
             num_workers=self.options.num_workers,
         )
         self._slots = asyncio.Semaphore(self.options.num_workers)
-
-    async def check_health(self) -> None:
-        return None
 
     def check_language(self, request: TranscriptionRequest) -> None:
         if request.language is None:

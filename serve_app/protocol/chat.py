@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal, Union
+from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 MAX_CHOICES = 8  # bounds the work one request can ask for
 MAX_STOP_CHARS = 256  # stop strings are matched against the text on every token
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """A request's sampling settings with every default filled in: the one mapping both engines and the
+    access log use (OpenAI's defaults, vLLM's for its extras; top_k 0 disables)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+
+    def for_choice(self, index: int) -> SamplingParams:
+        # n seeded choices must differ from each other yet repeat across calls.
+        if self.seed is None or index == 0:
+            return self
+        return SamplingParams(**{**asdict(self), "seed": self.seed + index})
 
 
 class _Wire(BaseModel):
@@ -31,12 +53,12 @@ class ImagePart(_Wire):
     image_url: ImageURL
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class ChatMessage(_Wire):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[ContentPart]]
+    content: str | list[ContentPart]
     name: str | None = None
 
     def text(self) -> str:
@@ -65,7 +87,7 @@ class ChatCompletionRequest(_Wire):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
@@ -78,7 +100,7 @@ class ChatCompletionRequest(_Wire):
 
     @field_validator("stop")
     @classmethod
-    def _check_stop(cls, stop: Union[str, list[str], None]) -> Union[str, list[str], None]:
+    def _check_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
         stops = [stop] if isinstance(stop, str) else (stop or [])
         if len(stops) > 4 or any(not s or len(s) > MAX_STOP_CHARS for s in stops):
             raise ValueError(f"stop must be up to 4 non-empty strings of at most {MAX_STOP_CHARS} characters")
@@ -97,6 +119,22 @@ class ChatCompletionRequest(_Wire):
         if options is not None and not info.data.get("stream"):
             raise ValueError("stream_options is only allowed when stream is true")
         return options
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            top_k=max(self.top_k or 0, 0),
+            min_p=self.min_p or 0.0,
+            repetition_penalty=self.repetition_penalty or 1.0,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            seed=self.seed,
+        )
+
+    def sampling_summary(self) -> dict:
+        """What the access log records about sampling (never message content)."""
+        return {**asdict(self.sampling()), "max_tokens": self.token_budget(), "n": self.n}
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 CREATED = 1_700_000_000  # fixed: ids are stable across restarts, so is their creation stamp
 
-INPUTS = {"text": ["text"], "multimodal": ["text", "image"], "speech": ["audio"]}
 
-
-def model_card(model_id: str, owned_by: str, kind: str, limits: dict) -> dict:
+def model_card(model_id: str, owned_by: str, kind: str, inputs: list[str], limits: dict) -> dict:
     """`kind`, `capabilities` and `limits` are extras (OpenAI clients ignore them; the playground adapts)."""
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": owned_by, "kind": kind,
-            "capabilities": {"input": INPUTS[kind], "output": ["text"]}, "limits": limits}
+            "capabilities": {"input": inputs, "output": ["text"]}, "limits": limits}
 
 
 def model_list(cards: list[dict]) -> dict:

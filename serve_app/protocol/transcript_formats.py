@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
-from deployments.engines.protocol import Transcription
+from serve_app.contract import Transcription
 from serve_app.protocol.audio import TranscriptionRequest
 
 

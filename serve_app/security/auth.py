@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 
-from serve_app.args import APIKey, RateLimits
+from serve_app.config import APIKey, RateLimits
 from serve_app.errors import AuthenticationFailed, ModelNotFound
 
 ENV_VAR = "ENDPOINT_API_KEYS"
@@ -19,10 +19,14 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def keys_from_env(environ: Mapping[str, str] = os.environ) -> list[APIKey]:
-    """ENDPOINT_API_KEYS secrets as keys named env-1, env-2, ... (only their digests are kept)."""
-    secrets = [k.strip() for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
+def keys_from_secrets(secrets: list[str]) -> list[APIKey]:
+    """Plain secrets as keys named env-1, env-2, ... (only their digests are kept)."""
     return [APIKey(name=f"env-{i}", sha256=hash_key(k)) for i, k in enumerate(secrets, start=1)]
+
+
+def keys_from_env(environ: Mapping[str, str] = os.environ) -> list[APIKey]:
+    """The ENDPOINT_API_KEYS secrets (comma-separated) as keys."""
+    return keys_from_secrets([k.strip() for k in environ.get(ENV_VAR, "").split(",") if k.strip()])
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -73,10 +77,10 @@ class KeyStore:
         if found is None:
             raise AuthenticationFailed()
         key, limits = found
-        if key.expires_at is not None and _utc(key.expires_at) <= datetime.now(timezone.utc):
+        if key.expires_at is not None and _utc(key.expires_at) <= datetime.now(UTC):
             raise AuthenticationFailed("This API secret has expired.")
         return Caller(key.name, frozenset(key.models) if key.models is not None else None, limits, key.admin)
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 
-from serve_app.args import APIKey
+from serve_app.config import APIKey
 from serve_app.security.auth import hash_key
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Protocol
 
-from serve_app.args import RateLimits
+from serve_app.config import RateLimits
 
 # dimension -> (RateLimits field, header suffix or None, noun for messages)
 DIMENSIONS = {
@@ -121,6 +122,21 @@ def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
             (f"x-ratelimit-reset-{suffix}".encode(), duration_header(reset).encode()),
         ]
     return headers
+
+
+class Limiter(Protocol):
+    """What the gateway asks of the shared limiter: the deployment's handle (gateway/backends.py) or,
+    in-process, RateLimiterServer itself."""
+
+    async def admit(self, key: str, limits: RateLimits) -> Decision: ...
+
+    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float]) -> None: ...
+
+    async def usage(self) -> dict[str, dict[str, float]]: ...
+
+
+# One replica on purpose: it is the single place every gateway replica's rate limits are counted.
+DEPLOYMENT_OPTIONS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 1000}
 
 
 class RateLimiterServer:

@@ -13,8 +13,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
-from tests.servers import app_args, free_port
+from tests.support.keys import API_KEY
+from tests.support.models import CHAT_MODEL, app_args
+from tests.support.servers import answers_200, free_port, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 GPU_MODEL = "smollm2-on-gpu"
@@ -25,7 +26,7 @@ APP = "endpoint"
 def cluster_args() -> dict:
     """config/cpu.yaml's SmolLM2 twice: once on a (fake) GPU with fast autoscaling, once scaling to zero."""
     args = app_args()
-    chat = next(m for m in args["models"] if m["id"] == "smollm2-135m-instruct")
+    chat = next(m for m in args["models"] if m["id"] == CHAT_MODEL)
     options = {**chat["engine_options"], "torch_threads": 1}
     gpu = {**chat, "id": GPU_MODEL, "engine_options": options, "deployment": {
         "max_ongoing_requests": 8,
@@ -55,14 +56,7 @@ def cluster(monkeypatch_module):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(cluster_args()), name=APP, route_prefix="/", blocking=False)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        wait_until(answers_200(url + "/health"), 300, "simulated cluster /health", interval=1)
         yield url, {w.node_id for w in workers}, sim.head_node.node_id
     finally:
         serve.shutdown()
@@ -89,15 +83,6 @@ def running(deployment: str) -> int:
     from ray import serve
 
     return serve.status().applications[APP].deployments[deployment].replica_states.get("RUNNING", 0)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def chat(url: str, model: str, max_tokens: int = 8) -> httpx.Response:
@@ -141,7 +126,7 @@ def test_sustained_load_scales_to_two_gpu_replicas_and_idle_scales_back(cluster)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         for _ in range(4):
             pool.submit(keep_busy)
-        wait_for(lambda: running(deployment) == 2, 90, "a second replica under load")
+        wait_until(lambda: running(deployment) == 2, 90, "a second replica under load", interval=1)
     nodes = replica_nodes(deployment)
     assert len(nodes) == 2 and set(nodes) == gpu_nodes  # one per fake-GPU worker, none on the head
-    wait_for(lambda: running(deployment) == 1, 90, "scale-down when idle")
+    wait_until(lambda: running(deployment) == 1, 90, "scale-down when idle", interval=1)

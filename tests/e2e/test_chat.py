@@ -6,7 +6,7 @@ import concurrent.futures
 
 import pytest
 
-from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL
+from tests.support.models import CHAT_MODEL, SPEECH_MODEL
 
 pytestmark = pytest.mark.e2e
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -6,29 +6,13 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import API_KEY, OTHER_KEY
-from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL
+from tests.support.errors import assert_error
+from tests.support.keys import API_KEY, OTHER_KEY
+from tests.support.models import CHAT_MODEL, MAX_AUDIO_BYTES, SPEECH_MODEL
 
 pytestmark = pytest.mark.e2e
-AUDIO_LIMIT = 26_214_400
 
 
-@pytest.fixture
-def http(endpoint):
-    with httpx.Client(base_url=endpoint, headers={"x-api-key": API_KEY}, timeout=120) as c:
-        yield c
-
-
-def assert_error(r: httpx.Response, status: int, code: str | None, param: str | None = None, text: str = ""):
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["code"] == code
-    if param is not None:
-        assert err["param"] == param
-    assert text.lower() in err["message"].lower()
-    assert r.headers.get("x-request-id")
-    return err
 
 
 def test_both_auth_headers_and_every_configured_key(endpoint):
@@ -95,8 +79,10 @@ def test_speech_model_cannot_chat(http):
 
 
 def test_image_to_text_only_model_is_400(http):
-    content = [{"type": "text", "text": "what?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]
-    r = http.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": content}]})
+    content = [{"type": "text", "text": "what?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]
+    r = http.post("/v1/chat/completions",
+                  json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": content}]})
     assert_error(r, 400, "model_not_supported", "model", CHAT_MODEL)
 
 
@@ -168,7 +154,7 @@ def test_bad_language_is_400(http, speech_wav_file, language, text):
 
 def test_audio_over_25_mb_is_413_before_upload(endpoint):
     # Content-Length alone decides: the server answers without reading the 26 MB body.
-    big = bytes(AUDIO_LIMIT + 1)
+    big = bytes(MAX_AUDIO_BYTES + 1)
     r = httpx.post(endpoint + "/v1/audio/transcriptions", headers={"x-api-key": API_KEY},
                    data={"model": SPEECH_MODEL}, files={"file": ("big.wav", big)}, timeout=60)
     assert_error(r, 413, "file_too_large", "file", "file too large")
@@ -176,7 +162,7 @@ def test_audio_over_25_mb_is_413_before_upload(endpoint):
 
 def test_sdk_sees_file_too_large(client):
     with pytest.raises(openai.APIStatusError) as err:
-        client.audio.transcriptions.create(model=SPEECH_MODEL, file=("big.mp3", bytes(AUDIO_LIMIT + 1024)))
+        client.audio.transcriptions.create(model=SPEECH_MODEL, file=("big.mp3", bytes(MAX_AUDIO_BYTES + 1024)))
     assert err.value.status_code == 413 and "file too large" in str(err.value)
 
 

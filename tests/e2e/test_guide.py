@@ -1,4 +1,4 @@
-"""The user guide's three curl commands, run verbatim with the endpoint and secret substituted."""
+"""The user guide's curl commands, run verbatim with the endpoint and secret substituted."""
 
 from __future__ import annotations
 
@@ -10,18 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY
-from tests.e2e.conftest import CHAT_MODEL, ONE_SLOT_MODEL, SPEECH_MODEL, VISION_MODEL
-from tests.media import SENTENCE, data_uri, image_bytes, word_error_rate
+from tests.support.keys import API_KEY
+from tests.support.media import SENTENCE, data_uri, image_bytes, word_error_rate
+from tests.support.models import CHAT_MODEL, ONE_SLOT_MODEL, REPO, SPEECH_MODEL, VISION_MODEL
 
 pytestmark = pytest.mark.e2e
 GUIDE_IMAGE_URL = "https://example.com/image.jpg"
-GUIDE = Path(__file__).resolve().parents[3] / "shared" / "seed" / "endpoint-guide.md"
+VENDORED = REPO / "tests" / "data" / "guide_commands.md"
+GUIDE = REPO.parent / "shared" / "seed" / "endpoint-guide.md"  # the original, where a checkout has it beside
+
+
+def curl_blocks(markdown: Path) -> list[str]:
+    return re.findall(r"```\n(curl .*?)```", markdown.read_text(), flags=re.S)
 
 
 def guide_curls() -> list[str]:
-    blocks = re.findall(r"```\n(curl .*?)```", GUIDE.read_text(), flags=re.S)
-    return [b.replace("\\\n", " ") for b in blocks]
+    return [b.replace("\\\n", " ") for b in curl_blocks(VENDORED)]
+
+
+@pytest.mark.skipif(not GUIDE.exists(), reason="the original guide is not beside this checkout")
+def test_vendored_commands_match_the_guide():
+    assert curl_blocks(VENDORED) == curl_blocks(GUIDE)
 
 
 def run_curl(command: str, endpoint: str, model: str = "", audio: Path | None = None) -> str:
@@ -35,7 +44,6 @@ def run_curl(command: str, endpoint: str, model: str = "", audio: Path | None = 
     return out.stdout
 
 
-@pytest.mark.skipif(not GUIDE.exists(), reason="the guide lives in shared/seed beside the repository")
 def test_guide_curls(serve_endpoint, speech_mp3_file, image_server):
     models, text, image, audio = guide_curls()
     listed = json.loads(run_curl(models, serve_endpoint))

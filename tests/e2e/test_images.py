@@ -10,12 +10,12 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import ADMIN_KEY, API_KEY, IMAGE_KEY
-from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
-from tests.media import IMAGE_FORMATS, data_uri, image_bytes
+from tests.support.errors import assert_error
+from tests.support.keys import ADMIN_KEY, IMAGE_KEY
+from tests.support.media import IMAGE_FORMATS, data_uri, image_bytes
+from tests.support.models import CHAT_MODEL, MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, SPEECH_MODEL, VISION_MODEL
 
 pytestmark = pytest.mark.e2e
-MB20 = 20_971_520
 
 
 def image_message(*urls: str, text: str = "What's in this image?") -> list[dict]:
@@ -23,21 +23,11 @@ def image_message(*urls: str, text: str = "What's in this image?") -> list[dict]
     return [{"role": "user", "content": parts}]
 
 
-@pytest.fixture
-def http(endpoint):
-    with httpx.Client(base_url=endpoint, headers={"x-api-key": API_KEY}, timeout=120) as c:
-        yield c
-
 
 def post_images(http, *urls: str, model: str = VISION_MODEL, **extra) -> httpx.Response:
     return http.post("/v1/chat/completions", json={"model": model, "messages": image_message(*urls),
                                                    "max_tokens": 4, **extra})
 
-
-def assert_error(r: httpx.Response, status: int, code: str | None, text: str) -> None:
-    assert r.status_code == status, r.text
-    error = r.json()["error"]
-    assert error["code"] == code and text in error["message"], error
 
 
 @pytest.mark.parametrize("fmt", IMAGE_FORMATS)
@@ -73,11 +63,11 @@ def test_models_say_what_each_model_accepts(http):
     cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
     vision = cards[VISION_MODEL]
     assert vision["capabilities"] == {"input": ["text", "image"], "output": ["text"]}
-    assert vision["limits"]["max_image_bytes"] == MB20 and vision["limits"]["max_images_per_request"] == 4
+    assert vision["limits"]["max_image_bytes"] == MAX_IMAGE_BYTES and vision["limits"]["max_images_per_request"] == 4
     assert vision["limits"]["image_formats"] == ["jpeg", "png", "webp", "gif"]
     assert cards[CHAT_MODEL]["capabilities"]["input"] == ["text"]
     assert cards[SPEECH_MODEL]["capabilities"]["input"] == ["audio"]
-    assert cards[SPEECH_MODEL]["limits"]["max_audio_bytes"] == 26_214_400
+    assert cards[SPEECH_MODEL]["limits"]["max_audio_bytes"] == MAX_AUDIO_BYTES
 
 
 @pytest.mark.parametrize("payload, mime", [
@@ -86,13 +76,13 @@ def test_models_say_what_each_model_accepts(http):
 ])
 def test_unsupported_formats_are_415_whatever_they_claim(http, payload, mime):
     r = post_images(http, data_uri(payload, mime))
-    assert_error(r, 415, "unsupported_file_type", "unsupported file type")
+    assert_error(r, 415, "unsupported_file_type", text="unsupported file type")
     assert r.json()["error"]["param"] == "messages[0].content[1].image_url"
 
 
 def test_image_over_20_mb_is_413(http):
-    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (MB20 - 7)
-    assert_error(post_images(http, data_uri(big)), 413, "file_too_large", "file too large")
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_IMAGE_BYTES - 7)
+    assert_error(post_images(http, data_uri(big)), 413, "file_too_large", text="file too large")
 
 
 def test_sdk_sees_file_too_large_for_a_remote_image(client, image_server):
@@ -104,20 +94,20 @@ def test_sdk_sees_file_too_large_for_a_remote_image(client, image_server):
 def test_decompression_bomb_is_400(http):
     out = io.BytesIO()
     Image.new("1", (12_000, 6_000)).save(out, format="PNG")
-    assert_error(post_images(http, data_uri(out.getvalue())), 400, "image_too_large", "pixels")
+    assert_error(post_images(http, data_uri(out.getvalue())), 400, "image_too_large", text="pixels")
 
 
 def test_corrupt_and_malformed_images_are_400(http):
     png = image_bytes("png")
-    assert_error(post_images(http, data_uri(png[:60])), 400, "invalid_image", "corrupt or truncated")
-    assert_error(post_images(http, "data:image/png;base64,%%%"), 400, None, "malformed")
-    assert_error(post_images(http, "data:image/png,rawbytes"), 400, None, "data URI")
-    assert_error(post_images(http, "ftp://example.com/a.png"), 400, "invalid_image_url", "http")
+    assert_error(post_images(http, data_uri(png[:60])), 400, "invalid_image", text="corrupt or truncated")
+    assert_error(post_images(http, "data:image/png;base64,%%%"), 400, None, text="malformed")
+    assert_error(post_images(http, "data:image/png,rawbytes"), 400, None, text="data URI")
+    assert_error(post_images(http, "ftp://example.com/a.png"), 400, "invalid_image_url", text="http")
 
 
 def test_too_many_images_is_400(http):
     urls = [data_uri(image_bytes("png"))] * 5
-    assert_error(post_images(http, *urls), 400, "too_many_images", "at most 4 images")
+    assert_error(post_images(http, *urls), 400, "too_many_images", text="at most 4 images")
 
 
 def test_image_to_a_text_model_names_the_model(http):
@@ -131,13 +121,13 @@ def test_image_to_a_text_model_names_the_model(http):
 def test_internal_addresses_are_refused(http, image_server, url):
     port = image_server.url.rsplit(":", 1)[1]
     r = post_images(http, url.format(port=port, server=image_server.url))
-    assert_error(r, 400, "invalid_image_url", "private, loopback, link-local or reserved")
+    assert_error(r, 400, "invalid_image_url", text="private, loopback, link-local or reserved")
 
 
 def test_slow_remote_image_is_cut_at_the_time_limit(http, image_server):
     started = time.monotonic()
     r = post_images(http, image_server.url + "/slow")
-    assert_error(r, 400, "invalid_image_url", "did not arrive within 3 s")
+    assert_error(r, 400, "invalid_image_url", text="did not arrive within 3 s")
     assert time.monotonic() - started < 8
 
 
@@ -148,6 +138,6 @@ def test_images_per_minute_limit_counts_images(serve_endpoint):
     second = httpx.post(serve_endpoint + "/v1/chat/completions", headers=headers, json=body, timeout=120)
     third = httpx.post(serve_endpoint + "/v1/chat/completions", headers=headers, json=body, timeout=120)
     assert (first.status_code, second.status_code) == (200, 200)  # 4 images: the budget of 3 went negative
-    assert_error(third, 429, "rate_limit_exceeded", "images per minute")
+    assert_error(third, 429, "rate_limit_exceeded", text="images per minute")
     usage = httpx.get(serve_endpoint + "/v1/usage", headers={"x-api-key": ADMIN_KEY}, timeout=30).json()
     assert next(k for k in usage["keys"] if k["key"] == "images")["images"] == 4

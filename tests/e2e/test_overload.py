@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
-from tests.e2e.conftest import ONE_SLOT_MODEL
+from tests.support.keys import API_KEY
+from tests.support.models import ONE_SLOT_MODEL
 
 pytestmark = pytest.mark.e2e
 LONG_CHAT = {"model": ONE_SLOT_MODEL, "messages": [{"role": "user", "content": "Tell me a long story."}],

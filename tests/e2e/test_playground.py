@@ -10,13 +10,11 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import API_KEY
-from tests.e2e.browser import browser, page  # noqa: F401 (fixtures)
-from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
-from tests.media import image_bytes
+from tests.support.keys import API_KEY
+from tests.support.media import image_bytes
+from tests.support.models import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
 
 pytestmark = pytest.mark.e2e
-RAY_LOGS = Path("/tmp/ray/session_latest/logs")
 
 
 def connect(page, url: str, key: str = API_KEY) -> None:
@@ -30,10 +28,10 @@ def set_range(page, selector: str, value: str) -> None:
     page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
 
 
-def access_log_lines(request_id: str) -> list[str]:
+def access_log_lines(logs: Path, request_id: str) -> list[str]:
     deadline = time.monotonic() + 20  # replica logs reach the files asynchronously
     while time.monotonic() < deadline:
-        lines = [line for p in RAY_LOGS.rglob("*.log") for line in p.read_text(errors="replace").splitlines()
+        lines = [line for p in logs.rglob("*.log") for line in p.read_text(errors="replace").splitlines()
                  if f"request_id={request_id}" in line]
         if lines:
             return lines
@@ -52,7 +50,8 @@ def test_page_is_public_static_and_self_contained(serve_endpoint):
     assert httpx.get(serve_endpoint + "/", timeout=10, follow_redirects=False).headers["location"] == "/playground"
 
 
-def test_chat_streams_with_the_slider_values(serve_endpoint, page, artifacts_dir):
+def test_chat_streams_with_the_slider_values(serve_run, page, artifacts_dir):
+    serve_endpoint = serve_run.url
     connect(page, serve_endpoint)
     expect(page.locator("#key-state")).to_contain_text("connected")
     page.select_option("#model", CHAT_MODEL)
@@ -79,7 +78,7 @@ def test_chat_streams_with_the_slider_values(serve_endpoint, page, artifacts_dir
     page.screenshot(path=str(artifacts_dir / "playground.png"), full_page=True)
 
     # Server side: the request that arrived carried the slider values.
-    lines = access_log_lines(request_id)
+    lines = access_log_lines(serve_run.session_dir / "logs", request_id)
     assert lines, f"no access-log line for {request_id}"
     logged = lines[-1]
     for field in ("'temperature': 0.3", "'top_p': 0.85", "'top_k': 40", "'repetition_penalty': 1.15",

@@ -8,8 +8,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, API_KEY, ASR_ONLY_KEY, AUDIO_KEY, LIMITED_KEY, TOKEN_KEY
-from tests.e2e.conftest import CHAT_MODEL, SPEECH_MODEL
+from tests.support.keys import (
+    ADMIN_KEY,
+    ALL_SECRETS,
+    API_KEY,
+    ASR_ONLY_KEY,
+    AUDIO_KEY,
+    LIMITED_KEY,
+    METERED_KEY,
+    TOKEN_KEY,
+)
+from tests.support.models import CHAT_MODEL, SPEECH_MODEL
 
 pytestmark = pytest.mark.e2e
 CHAT = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 24}
@@ -86,24 +95,29 @@ def test_usage_is_for_admins_and_names_keys_never_secrets(serve_endpoint):
         assert secret not in r.text
 
 
-def test_secrets_never_reach_logs(serve_endpoint):
-    """Keys were sent in every test above; the Serve logs must show key names only."""
-    logs = sorted(Path("/tmp/ray/session_latest/logs").rglob("*.log"))
+def test_secrets_never_reach_logs(serve_run):
+    """Every key is sent here (and in other tests); the Serve logs must show key names only."""
+    for secret in ALL_SECRETS:
+        httpx.get(serve_run.url + "/v1/models", headers={"x-api-key": secret}, timeout=30)
+    logs = sorted((serve_run.session_dir / "logs").rglob("*.log"))
     assert any("key=env-1" in p.read_text(errors="replace") for p in logs)  # the access log is there
     for path in logs:
         text = path.read_text(errors="replace")
-        for secret in (API_KEY, LIMITED_KEY, TOKEN_KEY, AUDIO_KEY, ASR_ONLY_KEY, ADMIN_KEY):
+        for secret in ALL_SECRETS:
             assert secret not in text, f"{secret[:6]}... found in {path}"
 
 
-def scrape_metrics() -> str:
+def scrape_metrics(session: Path) -> str:
     """The Prometheus text that the Ray node of the running e2e cluster exports (on loopback)."""
-    session = Path("/tmp/ray/session_latest")
     port = next(session.glob("metrics_export_port_*")).read_text().strip()
     return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
 
 
-def test_metrics_count_requests_tokens_and_ttft_per_key_and_model(serve_endpoint):
+def test_metrics_count_requests_tokens_and_ttft_per_key_and_model(serve_run):
+    serve_endpoint = serve_run.url
+    # A refusal of its own to count (1 request per minute on this key), whatever ran before.
+    codes = [get_models(serve_endpoint, METERED_KEY).status_code for _ in range(2)]
+    assert codes[-1] == 429
     for stream in (False, True):
         r = httpx.post(serve_endpoint + "/v1/chat/completions", headers={"x-api-key": API_KEY},
                        json={**CHAT, "stream": stream}, timeout=120)
@@ -113,18 +127,19 @@ def test_metrics_count_requests_tokens_and_ttft_per_key_and_model(serve_endpoint
     ]
     deadline = time.monotonic() + 90  # Ray exports on an interval
     while True:
-        text = scrape_metrics()
+        text = scrape_metrics(serve_run.session_dir)
         lines = text.splitlines()
-        requests_line = [l for l in lines if all(w in l for w in wanted) and not l.startswith("#")]
-        tokens = [l for l in lines if "endpoint_tokens" in l and 'kind="completion"' in l and 'key="env-1"' in l]
-        limited = [l for l in lines if "endpoint_rate_limited" in l and 'key="limited"' in l]
-        ttft = [l for l in lines if "endpoint_time_to_first_token_seconds" in l]
+        requests_line = [line for line in lines if all(w in line for w in wanted) and not line.startswith("#")]
+        tokens = [line for line in lines
+                  if "endpoint_tokens" in line and 'kind="completion"' in line and 'key="env-1"' in line]
+        limited = [line for line in lines if "endpoint_rate_limited" in line and 'key="metered"' in line]
+        ttft = [line for line in lines if "endpoint_time_to_first_token_seconds" in line]
         if (requests_line and tokens and limited and ttft) or time.monotonic() > deadline:
             break
         time.sleep(3)
     assert requests_line and float(requests_line[0].rsplit(" ", 1)[1]) >= 1
     assert tokens and float(tokens[0].rsplit(" ", 1)[1]) > 0
-    assert limited, "the 429s of the shared-limit test are counted"
+    assert limited, "429s are counted per key"
     assert ttft
     for secret in (API_KEY, LIMITED_KEY, TOKEN_KEY):
         assert secret not in text

@@ -9,9 +9,8 @@ import subprocess
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
-from tests.e2e.conftest import SPEECH_MODEL
-from tests.media import SENTENCE, convert, word_error_rate
+from tests.support.media import SENTENCE, convert, word_error_rate
+from tests.support.models import SPEECH_MODEL
 
 pytestmark = pytest.mark.e2e
 
@@ -22,11 +21,6 @@ FORMATS = {
 }
 TIMESTAMP = r"(\d{2}):(\d{2}):(\d{2})[,.](\d{3})"
 
-
-@pytest.fixture
-def http(endpoint):
-    with httpx.Client(base_url=endpoint, headers={"x-api-key": API_KEY}, timeout=300) as c:
-        yield c
 
 
 def transcribe(http, name: str, data: bytes, **fields) -> httpx.Response:

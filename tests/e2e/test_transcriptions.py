@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import SPEECH_MODEL
-from tests.media import SENTENCE, word_error_rate
+from tests.support.media import SENTENCE, word_error_rate
+from tests.support.models import SPEECH_MODEL
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,16 @@ import subprocess
 import pytest
 
 from serve_app.app import build_app
-from tests.servers import CPU_CONFIG, REPO, app_args
+from tests.support.models import (
+    CHAT_MODEL,
+    CPU_CONFIG,
+    GPU_CONFIG,
+    REPO,
+    SHIPPED_CONFIGS,
+    SPEECH_MODEL,
+    VISION_MODEL,
+    app_args,
+)
 
 
 def test_refuses_to_build_without_a_secret(monkeypatch):
@@ -26,10 +35,10 @@ def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch):
     assert [k["name"] for k in keys] == ["env-1", "env-2"]
     assert "k1" not in str(keys)  # only digests leave the driver
     assert limiter._bound_deployment.name == "rate-limiter" and limiter._bound_deployment.num_replicas == 1
-    assert sorted(handles) == ["smollm2-135m-instruct", "tiny-random-vlm", "whisper-tiny.en"]
-    vision = handles["tiny-random-vlm"]._bound_deployment
+    assert sorted(handles) == sorted([CHAT_MODEL, VISION_MODEL, SPEECH_MODEL])
+    vision = handles[VISION_MODEL]._bound_deployment
     assert vision.name == "model-tiny-random-vlm" and vision.func_or_class.__name__ == "TextModelServer"
-    text = handles["smollm2-135m-instruct"]._bound_deployment
+    text = handles[CHAT_MODEL]._bound_deployment
     assert text.name == "model-smollm2-135m-instruct"
     assert text._deployment_config.autoscaling_config.max_replicas == 2
     assert text.ray_actor_options["num_cpus"] == 0.5
@@ -46,7 +55,7 @@ def test_grafana_dashboard_queries_the_metrics_the_gateway_exports():
     import json
     import re
 
-    import serve_app.metrics as metrics_module
+    import serve_app.gateway.metrics as metrics_module
 
     exported = set(re.findall(r'"(endpoint_[a-z_]+)"', open(metrics_module.__file__).read()))
     dashboard = json.loads((REPO / "config" / "grafana-dashboard.json").read_text())
@@ -56,42 +65,49 @@ def test_grafana_dashboard_queries_the_metrics_the_gateway_exports():
     assert exported - {"endpoint_images"} <= queried  # every metric but images has a panel
 
 
-def engine_options_error(model) -> Exception | None:
-    """Validate a model's engine_options the way its engine will at start, without loading anything."""
+def vllm_options_error(model) -> Exception | None:
+    """vLLM's own argument names, checked as its replica will at start (the builder does not import vLLM)."""
+    from deployments.engines.options import VLLMOptions
+    from deployments.engines.vllm_engine import engine_args
+
     try:
-        if model.engine == "vllm":
-            from deployments.engines.vllm_engine import engine_args
-
-            engine_args("/model", model.engine_options)
-        elif model.engine == "transformers":
-            from deployments.engines.hf_engine import HFEngineOptions
-
-            HFEngineOptions.model_validate(model.engine_options)
-        else:
-            from deployments.engines.whisper_engine import WhisperOptions
-
-            WhisperOptions.model_validate(model.engine_options)
+        engine_args("/model", VLLMOptions.model_validate(model.engine_options))
     except Exception as exc:  # noqa: BLE001 (any failure is the finding)
         return exc
     return None
 
 
-@pytest.mark.parametrize("name", ["cpu.yaml", "cpu-vllm.yaml", "gpu.yaml"])
-def test_every_shipped_config_builds_its_graph_and_engine_options(monkeypatch, name):
-    from serve_app.args import AppArgs
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_builds_its_graph_and_engine_options(monkeypatch, path):
+    from serve_app.config import AppArgs
 
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
-    raw = app_args(REPO / "config" / name)
+    raw = app_args(path)
     args = AppArgs.model_validate(raw)
-    _, _, handles, _ = build_app(raw)._bound_deployment.init_args
+    _, _, handles, _ = build_app(raw)._bound_deployment.init_args  # checks every engine's own options
     assert sorted(handles) == sorted(m.id for m in args.models)
     for model in args.models:
-        assert engine_options_error(model) is None, (model.id, engine_options_error(model))
+        if model.engine == "vllm":
+            assert vllm_options_error(model) is None, (model.id, vllm_options_error(model))
+
+
+@pytest.mark.parametrize("engine, kind, options, bad", [
+    ("transformers", "text", {"max_batch_sise": 8}, "max_batch_sise"),
+    ("transformers", "text", {"dtype": "float16"}, "dtype"),
+    ("faster-whisper", "speech", {"compute_typ": "int8"}, "compute_typ"),
+    ("vllm", "text", {"default_max_tokens": 0}, "default_max_tokens"),
+])
+def test_engine_option_typos_are_refused_at_build_time(monkeypatch, engine, kind, options, bad):
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    raw = {"models": [{"id": "m", "kind": kind, "engine": engine, "source": {"hub": "a/b"}, "engine_options": options}]}
+    with pytest.raises(ValueError, match=bad) as err:
+        build_app(raw)
+    assert "'m'" in str(err.value)
 
 
 def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch):
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
-    gateway = build_app(app_args(REPO / "config" / "gpu.yaml"))._bound_deployment
+    gateway = build_app(app_args(GPU_CONFIG))._bound_deployment
     assert not gateway.ray_actor_options.get("num_gpus")
     _, _, handles, _ = gateway.init_args
     kinds = {}
@@ -107,8 +123,8 @@ def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch
 
 
 def test_unknown_vllm_option_is_refused_by_name():
-    from serve_app.args import ModelConfig
+    from serve_app.config import ModelConfig
 
     model = ModelConfig(id="m", kind="text", engine="vllm", source={"hub": "a/b"},
                         engine_options={"max_model_len": 4096, "gpu_memory_utilisation": 0.9})
-    assert "gpu_memory_utilisation" in str(engine_options_error(model))
+    assert "gpu_memory_utilisation" in str(vllm_options_error(model))

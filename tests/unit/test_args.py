@@ -1,12 +1,12 @@
-from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from serve_app.args import AppArgs
+from serve_app.config import AppArgs
+from tests.support.models import REPO
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+CONFIG_DIR = REPO / "config"
 MODEL = {"id": "m", "kind": "text", "engine": "transformers", "source": {"path": "/x"}}
 
 

@@ -1,10 +1,9 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from serve_app.errors import AuthenticationFailed
-from datetime import datetime, timedelta, timezone
-
-from serve_app.args import APIKey, RateLimits
-from serve_app.errors import ModelNotFound
+from serve_app.config import APIKey, RateLimits
+from serve_app.errors import AuthenticationFailed, ModelNotFound
 from serve_app.security.auth import KeyStore, hash_key, keys_from_env, presented_key
 
 
@@ -38,7 +37,7 @@ def test_keystore_accepts_any_configured_key_and_rejects_others():
 
 
 def test_expired_key_is_401_and_model_allow_list_hides_others():
-    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    past = datetime.now(UTC) - timedelta(minutes=1)
     store = KeyStore([key("old", "a", expires_at=past), key("asr", "b", models=["whisper"])])
     with pytest.raises(AuthenticationFailed, match="expired"):
         store.authenticate({"x-api-key": "a"})

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from ray.serve.exceptions import BackPressureError
 
-from serve_app.backends import SpeechBackend, TextBackend
 from serve_app.errors import ServiceUnavailable
+from serve_app.gateway.backends import SpeechBackend, TextBackend
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 

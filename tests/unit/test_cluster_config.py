@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pydantic
 import pydantic.v1
@@ -12,9 +11,9 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app.args import AppArgs
+from serve_app.config import AppArgs
+from tests.support.models import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CLUSTER = yaml.safe_load((REPO / "cluster.yaml").read_text())
 SERVE_CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from serve_app.args import ModelConfig
-from serve_app.cold_start import ColdStart
+from serve_app.config import ModelConfig
 from serve_app.errors import ServiceUnavailable
-from serve_app.routing import ModelRegistry
+from serve_app.gateway.registry import ModelRegistry
+from serve_app.gateway.scale_to_zero import ColdStart
 
 
 class SlowStart:
@@ -71,7 +71,7 @@ def test_registry_holds_only_cold_scale_to_zero_models():
         wake = SlowStart(1.0)
 
     async def go(running: int | None):
-        from serve_app.args import LimitsConfig
+        from serve_app.config import LimitsConfig
 
         registry = ModelRegistry.from_config([zero, always], {"z": Backend(), "a": Backend()}, LimitsConfig(),
                                              FakeStatus(running))

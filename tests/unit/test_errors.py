@@ -8,8 +8,8 @@ from serve_app.errors import (
     ModelNotFound,
     ServerError,
     UnsupportedFileType,
-    error_response,
 )
+from serve_app.gateway.errors import error_response
 
 
 def test_envelope_shape_and_status():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app.args import LimitsConfig
-from serve_app.gateway import create_gateway
-from serve_app.routing import ModelRegistry, ServedModel
-from serve_app.args import APIKey
+from serve_app.config import APIKey, LimitsConfig
+from serve_app.gateway.asgi import create_asgi_app
+from serve_app.gateway.registry import ModelRegistry, ServedModel
 from serve_app.security.auth import KeyStore, hash_key
 from serve_app.security.rate_limit import RateLimiterServer
 
@@ -25,14 +24,14 @@ class BrokenBackend:
 
 
 def _step():
-    from deployments.engines.protocol import ChoiceDelta, GenerationStep
+    from serve_app.contract import ChoiceDelta, GenerationStep
 
     return GenerationStep(deltas=[ChoiceDelta(0, "partial")])
 
 
 @pytest.fixture
 def client():
-    app = create_gateway(ModelRegistry([ServedModel("m", "text", "me", BrokenBackend())]),
+    app = create_asgi_app(ModelRegistry([ServedModel("m", "text", "me", BrokenBackend())]),
                          KeyStore([APIKey(name="k", sha256=hash_key("k"))]), LimitsConfig(), RateLimiterServer())
     with TestClient(app, raise_server_exceptions=False, headers={"x-api-key": "k"}) as c:
         yield c

@@ -12,13 +12,13 @@ import pytest
 from PIL import Image
 
 from serve_app.errors import FileTooLarge, InvalidRequest, UnsupportedFileType
-from serve_app.image_fetch import ImageFetcher
-from serve_app.images import ImageLimits, check_image, decode_data_uri, sniff_image
-from tests.image_server import HOST, ImageServer
-from tests.media import IMAGE_FORMATS, data_uri, image_bytes
+from serve_app.gateway.inputs.image_fetch import ImageFetcher
+from serve_app.gateway.inputs.images import ImageLimits, check_image, decode_data_uri, sniff_image
+from tests.support.image_server import HOST
+from tests.support.media import IMAGE_FORMATS, data_uri, image_bytes
+from tests.support.models import MAX_IMAGE_BYTES
 
-MB20 = 20_971_520
-LIMITS = ImageLimits(max_bytes=MB20, max_pixels=50_000_000)
+LIMITS = ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_pixels=50_000_000)
 
 
 def png_of(size: tuple[int, int], mode: str = "1") -> bytes:
@@ -33,7 +33,7 @@ def test_formats_are_told_by_their_bytes(fmt):
     assert sniff_image(data) == fmt
     checked = check_image(data, LIMITS, "p")
     assert (checked.format, checked.width, checked.height) == (fmt, 48, 32)
-    assert decode_data_uri(checked.data_uri(), MB20, "p") == data
+    assert decode_data_uri(checked.data_uri(), MAX_IMAGE_BYTES, "p") == data
 
 
 @pytest.mark.parametrize("data", [image_bytes("bmp"), image_bytes("tiff"), b"<svg xmlns='x'/>", b"%PDF-1.7", b"x"])
@@ -62,10 +62,10 @@ def test_pixel_cap_refuses_decompression_bombs_from_the_header():
 
 
 def test_size_cap_is_exact_and_checked_before_decoding():
-    at_cap = b"\x89PNG\r\n\x1a\n" + b"\0" * (MB20 - 8)
-    assert len(decode_data_uri(data_uri(at_cap), MB20, "p")) == MB20
+    at_cap = b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_IMAGE_BYTES - 8)
+    assert len(decode_data_uri(data_uri(at_cap), MAX_IMAGE_BYTES, "p")) == MAX_IMAGE_BYTES
     with pytest.raises(FileTooLarge, match="file too large"):
-        decode_data_uri(data_uri(at_cap + b"\0"), MB20, "p")
+        decode_data_uri(data_uri(at_cap + b"\0"), MAX_IMAGE_BYTES, "p")
     with pytest.raises(FileTooLarge, match="file too large"):
         check_image(at_cap + b"\0", LIMITS, "p")
 
@@ -76,26 +76,21 @@ def test_size_cap_is_exact_and_checked_before_decoding():
 ])
 def test_malformed_data_uris_are_400(uri):
     with pytest.raises(InvalidRequest, match="data URI") as err:
-        decode_data_uri(uri, MB20, "p")
+        decode_data_uri(uri, MAX_IMAGE_BYTES, "p")
     assert err.value.status_code == 400
 
 
 def test_declared_mime_type_is_ignored():
-    assert decode_data_uri(data_uri(image_bytes("gif"), "image/jpeg"), MB20, "p")[:3] == b"GIF"
-    assert decode_data_uri("DATA:image/png;charset=x;BASE64," + base64.b64encode(b"abc").decode(), MB20, "p") == b"abc"
+    assert decode_data_uri(data_uri(image_bytes("gif"), "image/jpeg"), MAX_IMAGE_BYTES, "p")[:3] == b"GIF"
+    odd_case = "DATA:image/png;charset=x;BASE64," + base64.b64encode(b"abc").decode()
+    assert decode_data_uri(odd_case, MAX_IMAGE_BYTES, "p") == b"abc"
 
 
 # --- remote images -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def server():
-    with ImageServer() as s:
-        yield s
-
-
 def fetch(url: str, allow=(f"{HOST}/32",), timeout_s: float = 3, max_redirects: int = 3) -> bytes:
     async def go():
-        fetcher = ImageFetcher(MB20, timeout_s, max_redirects, list(allow))
+        fetcher = ImageFetcher(MAX_IMAGE_BYTES, timeout_s, max_redirects, list(allow))
         try:
             return await fetcher.fetch(url, "p")
         finally:
@@ -105,12 +100,12 @@ def fetch(url: str, allow=(f"{HOST}/32",), timeout_s: float = 3, max_redirects: 
 
 
 @pytest.mark.parametrize("fmt", IMAGE_FORMATS)
-def test_allowed_host_is_fetched(server, fmt):
-    assert fetch(f"{server.url}/image.{fmt}") == image_bytes(fmt)
+def test_allowed_host_is_fetched(image_server, fmt):
+    assert fetch(f"{image_server.url}/image.{fmt}") == image_bytes(fmt)
 
 
-def test_redirect_to_an_allowed_image_is_followed(server):
-    assert fetch(server.url + "/to-image") == image_bytes("png")
+def test_redirect_to_an_allowed_image_is_followed(image_server):
+    assert fetch(image_server.url + "/to-image") == image_bytes("png")
 
 
 @pytest.mark.parametrize("url", [
@@ -124,45 +119,45 @@ def test_internal_addresses_are_refused_without_connecting(url):
     assert err.value.code == "invalid_image_url"
 
 
-def test_loopback_server_is_refused_unless_allowed(server):
+def test_loopback_server_is_refused_unless_allowed(image_server):
     with pytest.raises(InvalidRequest, match="refused"):
-        fetch(server.url + "/image.png", allow=())
+        fetch(image_server.url + "/image.png", allow=())
 
 
-def test_redirect_to_metadata_address_is_refused(server):
+def test_redirect_to_metadata_address_is_refused(image_server):
     with pytest.raises(InvalidRequest, match="169.254.169.254 resolves to a private"):
-        fetch(server.url + "/to-metadata")
+        fetch(image_server.url + "/to-metadata")
 
 
-def test_redirect_loop_stops_at_the_limit(server):
+def test_redirect_loop_stops_at_the_limit(image_server):
     with pytest.raises(InvalidRequest, match="more than 2 redirects"):
-        fetch(server.url + "/loop", max_redirects=2)
+        fetch(image_server.url + "/loop", max_redirects=2)
 
 
-def test_oversized_stream_without_length_is_cut_at_the_cap(server):
+def test_oversized_stream_without_length_is_cut_at_the_cap(image_server):
     started = time.monotonic()
     with pytest.raises(FileTooLarge, match="file too large"):
-        fetch(server.url + "/big-no-length")
+        fetch(image_server.url + "/big-no-length")
     assert time.monotonic() - started < 10
 
 
-def test_slow_image_is_cut_at_the_time_cap(server):
+def test_slow_image_is_cut_at_the_time_cap(image_server):
     started = time.monotonic()
     with pytest.raises(InvalidRequest, match="did not arrive within 1 s"):
-        fetch(server.url + "/slow", timeout_s=1)
+        fetch(image_server.url + "/slow", timeout_s=1)
     assert time.monotonic() - started < 3
 
 
-def test_http_errors_and_schemes(server):
+def test_http_errors_and_schemes(image_server):
     with pytest.raises(InvalidRequest, match="answered HTTP 404"):
-        fetch(server.url + "/missing.png")
+        fetch(image_server.url + "/missing.png")
     for url in ("ftp://example.com/x.png", "file:///etc/passwd", "javascript:alert(1)", "//example.com/x.png"):
         with pytest.raises(InvalidRequest, match="http"):
             fetch(url)
 
 
 def test_public_addresses_pass_the_address_check():
-    fetcher = ImageFetcher(MB20, 1, 0, [])
+    fetcher = ImageFetcher(MAX_IMAGE_BYTES, 1, 0, [])
     assert fetcher._allowed("example.com", ipaddress.ip_address("93.184.215.14"))
     assert fetcher._allowed("example.com", ipaddress.ip_address("2606:2800:21f:cb07:6820:80da:af6b:8b2c"))
     assert not fetcher._allowed("x", ipaddress.ip_address("100.64.0.1"))  # carrier-grade NAT is not public

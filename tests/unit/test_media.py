@@ -1,8 +1,8 @@
 import pytest
 
 from serve_app.errors import UnsupportedFileType
-from serve_app.media import sniff_audio
-from tests.media import convert
+from serve_app.gateway.inputs.audio import sniff_audio
+from tests.support.media import convert
 
 
 @pytest.mark.parametrize("ext, extra, kind", [

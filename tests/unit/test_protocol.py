@@ -58,7 +58,8 @@ def test_bad_chat_bodies_name_the_param(body, param, fragment):
 
 
 def test_param_path_formats_nested_locations():
-    assert param_path(("messages", 2, "content", "list[tagged-union[A,B]]", 0, "text", "text")) == "messages[2].content[0].text"
+    loc = ("messages", 2, "content", "list[tagged-union[A,B]]", 0, "text", "text")
+    assert param_path(loc) == "messages[2].content[0].text"
 
 
 def test_transcription_fields():

@@ -1,6 +1,6 @@
 import pytest
 
-from serve_app.args import RateLimits
+from serve_app.config import RateLimits
 from serve_app.security.rate_limit import RateLimiter, duration_header, rate_limit_headers
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from serve_app.errors import InvalidRequest, ModelNotFound
-from serve_app.routing import ModelRegistry, ServedModel
+from serve_app.gateway.registry import ModelRegistry, ServedModel
 
 
 @pytest.fixture

@@ -1,0 +1,39 @@
+"""The interfaces every engine implements: replicas hold an engine and call only these."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from serve_app.contract import ChunkTranscript, GenerationStep
+from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.chat import ChatCompletionRequest
+
+
+class Engine(abc.ABC):
+    """Lifecycle shared by all engines; the defaults suit an engine with nothing to watch or stop."""
+
+    async def check_health(self) -> None:
+        """Raise when the engine can no longer serve (Serve then replaces the replica)."""
+
+    def shutdown(self) -> None:
+        """Stop the engine's threads or processes (replica teardown, tests)."""
+
+
+class TextEngine(Engine):
+    @abc.abstractmethod
+    def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
+        """Steps for a chat request, the last one with usage; closing the iterator cancels the request."""
+
+
+class SpeechEngine(Engine):
+    @abc.abstractmethod
+    def check_language(self, request: TranscriptionRequest) -> None:
+        """Refuse a `language` this model cannot transcribe (a 400), before any audio is decoded."""
+
+    @abc.abstractmethod
+    async def transcribe_samples(self, samples: np.ndarray, offset: float,
+                                 request: TranscriptionRequest) -> ChunkTranscript:
+        """Segments of one 16 kHz chunk, times shifted by `offset` seconds."""

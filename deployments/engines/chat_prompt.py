@@ -1,0 +1,121 @@
+"""Chat requests as the text engines take them: the model's chat template, images, and the context budget.
+
+Shared by both text engines so they render the same prompt and refuse the same requests. The gateway has
+already checked every image and rewritten it as a data URI of the checked bytes, so here images are only
+decoded; an animated GIF contributes its first frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from jinja2 import TemplateError
+
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart
+
+# No tokenizer packs more characters than this into one token in practice, so longer prompts cannot fit and
+# are refused before spending time tokenizing them.
+MAX_CHARS_PER_TOKEN = 32
+
+
+def template_role(message: ChatMessage) -> str:
+    # `developer` is OpenAI's newer name for `system`; open-model chat templates only know `system`.
+    return "system" if message.role == "developer" else message.role
+
+
+def chat_messages(request: ChatCompletionRequest) -> list[dict]:
+    """Plain-text messages for a tokenizer's chat template."""
+    return [{"role": template_role(m), "content": m.text()} for m in request.messages]
+
+
+def processor_messages(request: ChatCompletionRequest) -> list[dict]:
+    """Part-list messages for a processor's chat template (`{"type": "image"}` where each image was)."""
+    messages = []
+    for m in request.messages:
+        if isinstance(m.content, str):
+            parts = [{"type": "text", "text": m.content}]
+        else:
+            parts = [{"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
+                     for p in m.content]
+        messages.append({"role": template_role(m), "content": parts})
+    return messages
+
+
+def apply_template(template_owner, messages: list[dict]) -> str:
+    """Prompt text from a tokenizer's or processor's chat template; a template's refusal is a 400."""
+    try:
+        return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as exc:  # e.g. a template that insists on alternating roles
+        raise InvalidRequest(f"This model's chat template rejected the messages: {exc}", param="messages") from None
+
+
+def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
+    return apply_template(tokenizer, chat_messages(request))
+
+
+def render_multimodal(processor, request: ChatCompletionRequest) -> str:
+    return apply_template(processor, processor_messages(request))
+
+
+def refuse_far_too_long(request: ChatCompletionRequest, max_model_len: int) -> None:
+    chars = sum(len(m.text()) for m in request.messages)
+    if chars > max_model_len * MAX_CHARS_PER_TOKEN:
+        raise InvalidRequest(
+            f"This model's maximum context length is {max_model_len} tokens; the messages ({chars:,} characters) "
+            "are far longer. Please reduce the length of the messages.",
+            param="messages", code="context_length_exceeded")
+
+
+def encode_chat(tokenizer, request: ChatCompletionRequest, max_model_len: int) -> list[int]:
+    refuse_far_too_long(request, max_model_len)
+    return tokenizer(render_chat(tokenizer, request), add_special_tokens=False).input_ids
+
+
+def request_images(request: ChatCompletionRequest) -> list:
+    from PIL import Image
+
+    images = []
+    for _, part in request.image_parts():
+        url = part.image_url.url
+        if not url.startswith("data:"):
+            raise InvalidRequest("Images must reach the engine as data URIs.", param="messages")
+        with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+def encode_multimodal(processor, request: ChatCompletionRequest, max_model_len: int) -> tuple[list[int], dict]:
+    """Prompt token ids (image placeholders expanded) and the vision inputs the model's forward takes."""
+    refuse_far_too_long(request, max_model_len)
+    prompt = render_multimodal(processor, request)
+    images = request_images(request)
+    inputs = processor(text=prompt, images=[images] if images else None, return_tensors="pt")
+    vision = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    return inputs["input_ids"][0].tolist(), vision
+
+
+def completion_cap(request: ChatCompletionRequest, max_model_len: int, prompt_tokens: int | None,
+                   default_max_tokens: int) -> int:
+    """Most tokens the completion may have; a 400 when the prompt plus the requested budget cannot fit.
+
+    `prompt_tokens` is None when the engine expands image placeholders itself and the length is not known
+    here (the engine then enforces the context on its own)."""
+    budget = request.token_budget()
+    if prompt_tokens is None:
+        return budget or default_max_tokens
+    room = max_model_len - prompt_tokens
+    if room < 1 or (budget is not None and budget > room):
+        raise context_overflow(max_model_len, prompt_tokens, budget or 1)
+    return min(budget or default_max_tokens, room)
+
+
+def context_overflow(max_model_len: int, prompt_tokens: int, completion_tokens: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+        f"{prompt_tokens + completion_tokens} tokens ({prompt_tokens} in the messages, "
+        f"{completion_tokens} in the completion). Please reduce the length of the messages or completion.",
+        param="messages",
+        code="context_length_exceeded",
+    )

@@ -1,0 +1,1 @@
+"""The transformers engine: continuous batching, per-row sampling and incremental detokenisation."""

@@ -1,0 +1,57 @@
+"""Engine option schemas (`engine_options` in the YAML): pydantic only, so the builder checks them before any
+replica starts; the engines import them from here."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HFEngineOptions(_Options):
+    """transformers engine (CPU text and vision-language models)."""
+
+    max_batch_size: int = Field(16, ge=1, description="Most sequences decoded in one batch.")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a new batch waits for more arrivals.")
+    max_model_len: int | None = Field(None, ge=16, description="Context length cap (default: the model's).")
+    default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
+    dtype: str = Field("float32", pattern="^(float32|bfloat16)$", description="Weights dtype on CPU.")
+
+
+class VLLMOptions(BaseModel):
+    """vLLM engine: our own options; every other name goes to vLLM's AsyncEngineArgs, which checks it when
+    the replica starts (checking it here would need vLLM installed where the builder runs)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
+
+    def engine_args(self) -> dict:
+        """The options meant for vLLM's AsyncEngineArgs."""
+        return dict(self.model_extra or {})
+
+
+class WhisperOptions(_Options):
+    """faster-whisper engine (speech recognition)."""
+
+    device: str = Field("cpu", description="cpu or cuda")
+    compute_type: str = Field("int8", description="CTranslate2 compute type: int8, float16, int8_float16, ...")
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads (0: its default)")
+    num_workers: int = Field(1, ge=1, description="Chunks this replica transcribes in parallel.")
+    beam_size: int = Field(5, ge=1)
+    vad_filter: bool = Field(True, description="Skip silence (without it silence turns into invented words).")
+
+
+OPTIONS_BY_ENGINE: dict[str, type[BaseModel]] = {
+    "transformers": HFEngineOptions,
+    "vllm": VLLMOptions,
+    "faster-whisper": WhisperOptions,
+}
+
+
+def parse_engine_options(engine: str, options: dict) -> BaseModel:
+    """The engine's typed options; a ValueError naming the bad field otherwise."""
+    return OPTIONS_BY_ENGINE[engine].model_validate(options)

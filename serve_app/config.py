@@ -1,0 +1,237 @@
+"""Configuration schema: the YAML `args` of the Serve application, validated once on the way in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ModelKind = Literal["text", "multimodal", "speech"]
+EngineName = Literal["transformers", "vllm", "faster-whisper"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a kind of model is served by, can be asked to do, and accepts (shown in /v1/models)."""
+
+    engines: frozenset[str]
+    capabilities: frozenset[str]  # chat, image (chat with images), transcription
+    inputs: tuple[str, ...]
+
+
+KINDS: dict[str, Kind] = {
+    "text": Kind(frozenset({"transformers", "vllm"}), frozenset({"chat"}), ("text",)),
+    "multimodal": Kind(frozenset({"transformers", "vllm"}), frozenset({"chat", "image"}), ("text", "image")),
+    "speech": Kind(frozenset({"faster-whisper"}), frozenset({"transcription"}), ("audio",)),
+}
+# Accepted upload formats, decided by the bytes (the guide's lists; ogg and flac decode as well).
+IMAGE_FORMATS = ("jpeg", "png", "webp", "gif")
+AUDIO_FORMATS = ("mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "ogg", "flac")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSource(_Strict):
+    """Where the weights come from: exactly one of `hub`, `path` or `package`."""
+
+    hub: str | None = Field(None, description="Model hub repository id, e.g. Qwen/Qwen2.5-7B-Instruct.")
+    path: str | None = Field(
+        None, description="Local file or folder; with `package`, a path inside that package's folder."
+    )
+    package: str | None = Field(
+        None, description="Importable name of an installed Python package that ships the weights."
+    )
+    builder: Literal["tiny-random-idefics3"] | None = Field(
+        None, description="Build a tiny random model from configs at first start (tests and CPU demos only)."
+    )
+    seed: int = Field(0, description="With `builder`: the random seed (same seed, same weights).")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ModelSource:
+        origins = [self.hub is not None, self.package is not None or self.path is not None, self.builder is not None]
+        if sum(origins) != 1:
+            raise ValueError("give exactly one of `hub`, `path` and/or `package`, or `builder`")
+        return self
+
+
+class DeploymentOptions(_Strict):
+    """Ray Serve options for one model deployment; passed to `Deployment.options`."""
+
+    num_replicas: int | Literal["auto"] | None = Field(None, description="Fixed replica count (omit to autoscale).")
+    autoscaling_config: dict[str, Any] | None = Field(
+        None, description="Ray Serve autoscaling_config: min_replicas, max_replicas, target_ongoing_requests, ..."
+    )
+    max_ongoing_requests: int | None = Field(None, ge=1, description="Requests one replica runs at once.")
+    max_queued_requests: int | None = Field(
+        None, description="Requests queued per caller before rejection (-1: no cap).")
+    ray_actor_options: dict[str, Any] | None = Field(
+        None, description="num_cpus, num_gpus, memory, resources, runtime_env for each replica."
+    )
+    health_check_period_s: float | None = Field(None, gt=0, description="Seconds between replica health checks.")
+    health_check_timeout_s: float | None = Field(None, gt=0, description="Seconds before a health check fails.")
+
+    def as_serve_options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class SpeechSplitting(_Strict):
+    """How a speech model's coordinator cuts uploads into chunks that its replicas transcribe in parallel."""
+
+    chunk_seconds: float = Field(300.0, ge=60, description="Target chunk length; cuts land in nearby pauses.")
+    max_chunks_in_flight: int = Field(8, ge=1, description="Chunks dispatched ahead (bounds coordinator memory).")
+    max_audio_seconds: float = Field(4 * 3600, gt=0, description="Longest audio accepted (the guide: 4 hours).")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(
+            ray_actor_options={"num_cpus": 0.1},
+            autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
+            max_ongoing_requests=32,
+        ),
+        description="Serve options of the coordinator deployment (CPU only: decoding and cutting).",
+    )
+
+
+class ColdStartConfig(_Strict):
+    """Scale to zero (`autoscaling_config.min_replicas: 0`): how long a request may wait for the first replica."""
+
+    max_hold_s: float = Field(120.0, gt=0, description="Longest a request is held while a replica starts; then 503.")
+    expected_s: float = Field(60.0, gt=0, description="Cold-start time assumed for Retry-After until one is seen.")
+
+
+class ModelConfig(_Strict):
+    """One served model: one Serve deployment."""
+
+    id: str = Field(description="Stable public model id, as listed by GET /v1/models.")
+    kind: ModelKind = Field(description="text, multimodal (text+image) or speech (transcription).")
+    engine: EngineName = Field(description="Inference engine that runs the model.")
+    source: ModelSource = Field(description="Where to load the weights from.")
+    owned_by: str = Field("self-hosted", description="`owned_by` shown in /v1/models.")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="Engine-specific options, passed to the engine unchanged."
+    )
+    deployment: DeploymentOptions = Field(
+        default_factory=DeploymentOptions, description="Ray Serve options for this model's deployment."
+    )
+    splitting: SpeechSplitting | None = Field(
+        None, description="Speech models only: long-audio chunking and its coordinator deployment."
+    )
+    max_images_per_request: int = Field(
+        4, ge=1, description="Multimodal models only: most images in one chat request."
+    )
+    cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
+
+    @property
+    def scales_to_zero(self) -> bool:
+        autoscaling = self.deployment.autoscaling_config or {}
+        return self.deployment.num_replicas is None and autoscaling.get("min_replicas", 1) == 0
+
+    @property
+    def deployment_name(self) -> str:
+        return "model-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in self.id)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if not _MODEL_ID.match(self.id):
+            raise ValueError(f"model id {self.id!r} must be 1-128 chars of letters, digits and . _ : / -")
+        if self.engine not in KINDS[self.kind].engines:
+            raise ValueError(f"engine {self.engine!r} cannot serve kind {self.kind!r}")
+        if self.kind == "speech" and self.splitting is None:
+            object.__setattr__(self, "splitting", SpeechSplitting())
+        if self.kind != "speech" and self.splitting is not None:
+            raise ValueError("`splitting` applies to speech models only")
+        return self
+
+
+class ImageFetchConfig(_Strict):
+    """How the gateway fetches `https://` image URLs (data URIs need no fetching)."""
+
+    timeout_s: float = Field(10.0, gt=0, description="Whole fetch, redirects included.")
+    max_redirects: int = Field(3, ge=0, description="Redirects followed; each hop is checked again.")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) or host names that may be fetched even though they are loopback, private "
+        "or link-local (refused otherwise, against SSRF). E.g. an internal image store: ['10.1.2.0/24'].",
+    )
+
+
+class LimitsConfig(_Strict):
+    """Request-size limits enforced by the gateway before any model work."""
+
+    max_audio_bytes: int = Field(26_214_400, gt=0, description="Largest audio upload (OpenAI: 25 MB).")
+    max_request_bytes: int = Field(
+        52_428_800, gt=0, description="Largest JSON request body (50 MB: room for two base64 images at the cap)."
+    )
+    max_image_bytes: int = Field(20_971_520, gt=0, description="Largest image, after base64 decoding (20 MB).")
+    max_image_pixels: int = Field(
+        50_000_000, gt=0, description="Most pixels per image (48 MP phone photos pass; decompression bombs do not)."
+    )
+    image_fetch: ImageFetchConfig = Field(default_factory=ImageFetchConfig)
+
+
+class RateLimits(_Strict):
+    """Per-key budgets per minute; a missing field means no limit on that dimension."""
+
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests of any kind.")
+    tokens_per_minute: int | None = Field(None, ge=1, description="Chat prompt + completion tokens.")
+    audio_seconds_per_minute: int | None = Field(None, ge=1, description="Seconds of audio transcribed.")
+    images_per_minute: int | None = Field(None, ge=1, description="Images sent in chat messages.")
+
+    def merged_over(self, base: RateLimits) -> RateLimits:
+        return RateLimits(**{**base.model_dump(), **self.model_dump(exclude_none=True)})
+
+
+class APIKey(_Strict):
+    """A named API key, stored only as the sha256 hex digest of the secret (`make key` prints one)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Shown in logs and metrics.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 hex digest of the secret.")
+    models: list[str] | None = Field(None, description="Model ids this key may use (default: all).")
+    expires_at: datetime | None = Field(None, description="After this instant (UTC if no zone) the key fails.")
+    limits: RateLimits | None = Field(None, description="Overrides of the default rate limits for this key.")
+    admin: bool = Field(False, description="May read GET /v1/usage.")
+
+
+class IngressConfig(_Strict):
+    """Ray Serve options for the gateway deployment (CPU only)."""
+
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+
+class AppArgs(_Strict):
+    """The whole application: served models, limits and the gateway's own deployment options."""
+
+    models: list[ModelConfig] = Field(min_length=1, description="Models served behind the endpoint.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    api_keys: list[APIKey] = Field(
+        default_factory=list, description="Named keys, in addition to the secrets in ENDPOINT_API_KEYS."
+    )
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits, description="Default per-key limits (ENDPOINT_API_KEYS keys get these)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AppArgs:
+        """Unique model ids and deployment names, unique key names, and keys that name served models."""
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model ids: {dupes}")
+        names = [m.deployment_name for m in self.models]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(f"model ids map to the same deployment name {clashes}: rename one")
+        names = [k.name for k in self.api_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("api_keys names must be unique")
+        known = set(ids)
+        for key in self.api_keys:
+            unknown = sorted(set(key.models or []) - known)
+            if unknown:
+                raise ValueError(f"api key {key.name!r} names unknown models {unknown}")
+        return self

@@ -1,0 +1,97 @@
+"""The gateway-replica contract: the typed results model replicas send back to the gateway.
+
+Pure dataclasses (part of the kernel replicas import): nothing here may import an engine or Starlette.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ChoiceDelta:
+    """New text for one choice; `finish_reason` set on that choice's last delta."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+    # OpenAI `logprobs.content` entries for the tokens of this delta, when the request asked for them
+    logprobs: list[dict] | None = None
+
+
+@dataclass
+class GenerationStep:
+    """One engine step's output for a request; the last step carries `usage`."""
+
+    deltas: list[ChoiceDelta] = field(default_factory=list)
+    usage: TokenUsage | None = None
+
+
+@dataclass
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] | None = None
+
+
+@dataclass
+class ChunkTranscript:
+    """What one replica made of one chunk of a file (times relative to the file)."""
+
+    segments: list[Segment]
+    language: str
+    seconds: float  # length of the chunk
+
+
+@dataclass
+class Transcription:
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment]
+
+
+@dataclass
+class Completion:
+    """A whole (non-streamed) chat completion: (text, finish_reason, logprobs entries or None) per choice."""
+
+    choices: list[tuple[str, str | None, list[dict] | None]]
+    usage: TokenUsage
+
+
+async def collect(steps: AsyncIterator[GenerationStep], n: int) -> Completion:
+    """Fold a step stream into a Completion; the one place streamed and whole answers meet."""
+    texts = [""] * n
+    finishes: list[str | None] = [None] * n
+    logprobs: list[list[dict] | None] = [None] * n
+    usage = TokenUsage(0, 0)
+    async for step in steps:
+        for delta in step.deltas:
+            texts[delta.index] += delta.text
+            finishes[delta.index] = delta.finish_reason or finishes[delta.index]
+            if delta.logprobs is not None:
+                logprobs[delta.index] = (logprobs[delta.index] or []) + delta.logprobs
+        usage = step.usage or usage
+    return Completion(list(zip(texts, finishes, logprobs)), usage)

@@ -1,0 +1,98 @@
+"""The gateway's ASGI app: routes, middleware and error rendering; servable by Ray Serve or plain uvicorn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serve_app.config import APIKey, AppArgs, LimitsConfig
+from serve_app.errors import APIError
+from serve_app.gateway.errors import api_error, http_error
+from serve_app.gateway.inputs.image_fetch import ImageFetcher
+from serve_app.gateway.inputs.image_parts import ImageInputs
+from serve_app.gateway.inputs.images import ImageLimits
+from serve_app.gateway.metrics import Metrics, NoMetrics
+from serve_app.gateway.middleware import (
+    AuthMiddleware,
+    MeteringMiddleware,
+    RateLimitMiddleware,
+    RequestContextMiddleware,
+)
+from serve_app.gateway.registry import ModelRegistry
+from serve_app.gateway.routes.audio import TranscriptionRoute
+from serve_app.gateway.routes.chat import ChatRoute
+from serve_app.gateway.routes.models import ModelsRoute
+from serve_app.gateway.routes.playground import PlaygroundRoute
+from serve_app.gateway.routes.usage import UsageRoute
+from serve_app.gateway.scale_to_zero import ReplicaCounts
+from serve_app.security.auth import KeyStore
+from serve_app.security.rate_limit import Limiter
+
+
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def _image_inputs(limits: LimitsConfig) -> ImageInputs:
+    fetch = limits.image_fetch
+    return ImageInputs(ImageLimits(limits.max_image_bytes, limits.max_image_pixels),
+                       ImageFetcher(limits.max_image_bytes, fetch.timeout_s, fetch.max_redirects, fetch.allow))
+
+
+def _public_routes() -> list[Route]:
+    """Served without an API key: health and the playground's static page."""
+    playground = PlaygroundRoute()
+    return [
+        Route("/health", _health, methods=["GET"]),
+        Route("/", playground.root, methods=["GET"]),
+        Route("/playground", playground.page, methods=["GET"]),
+        Route("/playground/{name}", playground.asset, methods=["GET"]),
+    ]
+
+
+def _api_routes(registry: ModelRegistry, limits: LimitsConfig, limiter: Limiter) -> list[Route]:
+    models = ModelsRoute(registry)
+    return [
+        Route("/v1/usage", UsageRoute(limiter).handle, methods=["GET"]),
+        Route("/v1/models", models.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
+        Route("/v1/chat/completions", ChatRoute(registry, limits.max_request_bytes, _image_inputs(limits)).handle,
+              methods=["POST"]),
+        Route("/v1/audio/transcriptions", TranscriptionRoute(registry, limits.max_audio_bytes).handle,
+              methods=["POST"]),
+    ]
+
+
+def create_asgi_app(registry: ModelRegistry, keys: KeyStore, limits: LimitsConfig, limiter: Limiter,
+                    metrics: Metrics | None = None, behind_serve_proxy: bool = False) -> Starlette:
+    """`limiter`: the shared rate-limiter deployment's handle or a local one; `metrics`: Ray's under Serve."""
+    public = _public_routes()
+
+    def is_public(path: str) -> bool:
+        return any(route.path_regex.match(path) for route in public)
+
+    return Starlette(
+        routes=public + _api_routes(registry, limits, limiter),
+        middleware=[
+            Middleware(RequestContextMiddleware, echo_header=not behind_serve_proxy),
+            Middleware(AuthMiddleware, keys=keys, is_public=is_public),
+            Middleware(MeteringMiddleware, metrics=metrics or NoMetrics()),
+            Middleware(RateLimitMiddleware, limiter=limiter),
+        ],
+        exception_handlers={APIError: api_error, HTTPException: http_error},
+    )
+
+
+def build_gateway(args: AppArgs, keys: list[APIKey], backends: dict[str, Any], limiter: Limiter, *,
+                  metrics: Metrics | None = None, status: ReplicaCounts | None = None,
+                  behind_serve_proxy: bool = False) -> Starlette:
+    """The one way the gateway is assembled: by the ingress replica under Serve, and in-process for tests."""
+    registry = ModelRegistry.from_config(args.models, backends, args.limits, status)
+    return create_asgi_app(registry, KeyStore(keys, args.rate_limits), args.limits, limiter, metrics,
+                           behind_serve_proxy)

@@ -1,0 +1,37 @@
+"""The ingress deployment: builds the gateway app on each replica around handles to the model deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.applications import Starlette
+
+from serve_app.config import APIKey, AppArgs
+from serve_app.gateway.asgi import build_gateway
+from serve_app.gateway.backends import LimiterBackend, SpeechBackend, TextBackend
+from serve_app.gateway.metrics import GatewayMetrics
+from serve_app.gateway.scale_to_zero import ReplicaStatus
+
+# The gateway is CPU-only and light; the YAML's `ingress.deployment` overrides these.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "ray_actor_options": {"num_cpus": 0.1},
+    "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64},
+    "max_ongoing_requests": 256,
+}
+
+
+@serve.ingress()
+class GatewayIngress:
+    def __init__(self, args: dict, keys: list[dict], handles: dict[str, DeploymentHandle],
+                 limiter: DeploymentHandle) -> None:
+        self.args = AppArgs.model_validate(args)
+        self.keys = [APIKey.model_validate(k) for k in keys]
+        self.limiter = LimiterBackend(limiter)
+        self.backends = {m.id: SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id])
+                         for m in self.args.models}
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return build_gateway(self.args, self.keys, self.backends, self.limiter, metrics=GatewayMetrics(),
+                             status=ReplicaStatus(), behind_serve_proxy=True)

@@ -1,0 +1,115 @@
+"""Fetch remote images for chat messages without becoming an SSRF proxy.
+
+Every hop (redirects included) is resolved here and each address checked: loopback, private, link-local
+(cloud metadata at 169.254.169.254), multicast and reserved addresses are refused unless the config allows
+them. The connection then goes to the checked address itself (Host header and TLS SNI keep the name), so a
+second DNS answer cannot swap in an internal address. Size is capped while streaming, time over the whole
+fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+import httpx
+
+from serve_app.errors import InvalidRequest
+from serve_app.gateway.body import read_stream_capped
+from serve_app.gateway.inputs.images import image_too_large
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ImageFetcher:
+    def __init__(self, max_bytes: int, timeout_s: float, max_redirects: int, allow: list[str]) -> None:
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.max_redirects = max_redirects
+        self.allowed_networks = [ipaddress.ip_network(a, strict=False) for a in allow if _is_network(a)]
+        self.allowed_hosts = {a.lower() for a in allow if not _is_network(a)}
+        # No environment proxies: a proxy would connect to names we did not check.
+        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False,
+                                         timeout=httpx.Timeout(timeout_s), headers={"accept": "image/*"})
+
+    async def fetch(self, url: str, param: str) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._follow(url, param)
+        except TimeoutError:
+            reason = f"the image at {_shown(url)} did not arrive within {self.timeout_s:g} s"
+            raise _fetch_error(reason, param) from None
+        except httpx.HTTPError as exc:
+            raise _fetch_error(f"the image at {_shown(url)} could not be fetched ({type(exc).__name__})",
+                               param) from None
+
+    async def _follow(self, url: str, param: str) -> bytes:
+        for _ in range(self.max_redirects + 1):
+            target = httpx.URL(url)
+            if target.scheme not in ("http", "https") or not target.host:
+                raise InvalidRequest("Image URLs must be http(s):// addresses or data:image/...;base64 URIs.",
+                                     param=param, code="invalid_image_url")
+            address = await self._checked_address(target, param)
+            pinned = target.copy_with(host=str(address))
+            host_header = target.host if target.port is None else f"{target.host}:{target.port}"
+            request = self._client.build_request("GET", pinned, headers={"host": host_header},
+                                                 extensions={"sni_hostname": target.host})
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    url = str(target.join(response.headers["location"]))
+                    continue
+                if response.status_code != 200:
+                    raise _fetch_error(f"{_shown(url)} answered HTTP {response.status_code}", param)
+                return await self._read_capped(response, param)
+            finally:
+                await response.aclose()
+        raise _fetch_error(f"more than {self.max_redirects} redirects from {_shown(url)}", param)
+
+    async def _read_capped(self, response: httpx.Response, param: str) -> bytes:
+        return await read_stream_capped(response.aiter_raw(), response.headers.get("content-length"), self.max_bytes,
+                                        image_too_large(self.max_bytes, param))
+
+    async def _checked_address(self, url: httpx.URL, param: str) -> Address:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise _fetch_error(f"the host {url.host!r} could not be resolved", param) from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        # Every answer must pass: otherwise a name with one public and one internal address slips through.
+        for address in addresses:
+            if not self._allowed(url.host.lower(), address):
+                raise InvalidRequest(
+                    f"Image URL refused: {url.host} resolves to a private, loopback, link-local or reserved address.",
+                    param=param, code="invalid_image_url")
+        return addresses[0]
+
+    def _allowed(self, host: str, address: Address) -> bool:
+        if host in self.allowed_hosts or any(address in net for net in self.allowed_networks):
+            return True
+        mapped = getattr(address, "ipv4_mapped", None)
+        plain = mapped or address
+        return plain.is_global and not plain.is_multicast
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return True
+    except ValueError:
+        return False
+
+
+def _shown(url: str) -> str:
+    """The URL as echoed in errors: without query string or credentials, and short."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(query=None, fragment=None, userinfo=b""))[:200]
+
+
+def _fetch_error(reason: str, param: str) -> InvalidRequest:
+    return InvalidRequest(f"Failed to fetch the image: {reason}.", param=param, code="invalid_image_url")

@@ -1,0 +1,149 @@
+"""Pure-ASGI middleware around every route: request context and the last-resort 500, API-key checks,
+rate limits, and metering. Each reads and writes only the typed RequestContext (gateway/context.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve_app.errors import APIError, RateLimited, ServerError
+from serve_app.gateway.context import RequestContext, Usage, attach, context_of
+from serve_app.gateway.errors import error_response
+from serve_app.gateway.metrics import Metrics
+from serve_app.security.auth import KeyStore
+from serve_app.security.rate_limit import Limiter, rate_limit_headers
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("ray.serve")  # Serve's replica logger: lines land in the replica's log file
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+class RequestContextMiddleware:
+    """Outermost: gives each request its context (id, start time) and turns unhandled exceptions into a bare 500.
+
+    Behind the Ray Serve proxy the proxy already sets `x-request-id` on responses, so `echo_header` is off there.
+    """
+
+    def __init__(self, app: ASGIApp, echo_header: bool = True) -> None:
+        self.app = app
+        self.echo_header = echo_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        request_id = incoming if _SAFE_ID.match(incoming) else f"req-{uuid.uuid4().hex}"
+        attach(scope, RequestContext(request_id, time.perf_counter()))
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if self.echo_header:
+                    MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in request %s", request_id)
+            if not started:
+                await error_response(ServerError(), request_id if self.echo_header else None)(scope, receive, send)
+
+
+class AuthMiddleware:
+    """Every route but the public ones needs a valid API secret; the caller lands in the request context."""
+
+    def __init__(self, app: ASGIApp, keys: KeyStore, is_public: Callable[[str], bool]) -> None:
+        self.app = app
+        self.keys = keys
+        self.is_public = is_public  # from the app's route table (gateway/asgi.py)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.is_public(scope["path"]):
+            try:
+                context_of(scope).caller = self.keys.authenticate(Headers(scope=scope))
+            except APIError as exc:
+                return await error_response(exc)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class RateLimitMiddleware:
+    """Admits each authenticated request against its key's budgets, adds the x-ratelimit-* headers, and
+    charges what the request used (routes record it in the context's usage) once it has finished."""
+
+    def __init__(self, app: ASGIApp, limiter: Limiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = context_of(scope) if scope["type"] == "http" else None
+        if context is None or context.caller is None:  # public routes
+            return await self.app(scope, receive, send)
+        caller = context.caller
+        decision = await self.limiter.admit(caller.name, caller.limits)
+        extra = rate_limit_headers(decision)
+        if not decision.allowed:
+            retry = max(1, math.ceil(decision.retry_after_s))
+            response = error_response(RateLimited(
+                f"Rate limit reached for {decision.limit_name} on key `{caller.name}`. "
+                f"Please retry after {retry} s.", headers={"Retry-After": str(retry)}))
+            response.raw_headers.extend(extra)
+            return await response(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            charge = _charge(context.usage)
+            if charge:  # shielded: a client that hung up still pays for what it used
+                await asyncio.shield(self.limiter.charge(caller.name, caller.limits, charge))
+
+
+def _charge(usage: Usage) -> dict[str, float]:
+    charge = {"tokens": usage.prompt_tokens + usage.completion_tokens, "audio_seconds": usage.audio_seconds,
+              "images": usage.images}
+    return {k: v for k, v in charge.items() if v}
+
+
+class MeteringMiddleware:
+    """One access-log line and the metrics for every authenticated request (429s included)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = context_of(scope) if scope["type"] == "http" else None
+        if context is None or context.caller is None:  # public routes are not metered
+            return await self.app(scope, receive, send)
+        status = 500  # unless a response starts: an exception that escapes becomes the generic 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            latency = time.perf_counter() - context.started
+            usage, model, key = context.usage.as_dict(), context.model or "-", context.caller.name
+            # The key's name, never the key.
+            # Sampling settings (never message content) help operators answer "why did this reply differ".
+            access_log.info("request_id=%s key=%s model=%s %s %s status=%s usage=%s sampling=%s latency_ms=%.1f",
+                            context.request_id, key, model, scope["method"], scope["path"], status,
+                            usage, context.sampling or {}, 1000 * latency)
+            self.metrics.record(key, model, scope["path"], status, usage, latency, context.ttft)

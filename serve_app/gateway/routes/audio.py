@@ -1,0 +1,102 @@
+"""POST /v1/audio/transcriptions: capped multipart upload, checks on the bytes, then the speech deployment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from serve_app.contract import ChunkTranscript
+from serve_app.errors import InvalidRequest
+from serve_app.gateway.body import read_capped, replay, too_large
+from serve_app.gateway.context import Usage, context_of
+from serve_app.gateway.inputs.audio import sniff_audio
+from serve_app.gateway.registry import ModelRegistry
+from serve_app.gateway.streaming import sse_response
+from serve_app.protocol import transcript_formats as fmt
+from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.validation import parse_model
+
+FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
+
+
+async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[ChunkTranscript], used: Usage):
+    """OpenAI's streamed transcription events: text deltas as chunks finish, then the whole text."""
+    texts: list[str] = []
+    seconds = 0.0
+    piece = first
+    while piece is not None:
+        for segment in piece.segments:
+            text = segment.text.strip()
+            if text:
+                yield {"type": "transcript.text.delta", "delta": (" " if texts else "") + text}
+                texts.append(text)
+        seconds += piece.seconds
+        used.audio_seconds = seconds
+        piece = await anext(rest, None)
+    yield {"type": "transcript.text.done", "text": " ".join(texts),
+           "usage": fmt.duration_usage(seconds)}
+
+
+class TranscriptionRoute:
+    def __init__(self, registry: ModelRegistry, max_audio_bytes: int) -> None:
+        self.registry = registry
+        self.max_audio_bytes = max_audio_bytes
+
+    async def handle(self, request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise InvalidRequest("Send the audio as multipart/form-data with a `file` field.", param="file")
+        context = context_of(request)
+        raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD)
+        audio, fields = await self._parse_form(Request(request.scope, replay(raw)))
+        req = parse_model(TranscriptionRequest, fields)
+        model = self.registry.for_caller(context, req.model, "transcription")
+        sniff_audio(audio)
+        await self.registry.warm(model)
+        if req.stream:
+            if req.response_format not in ("json", "text"):
+                raise InvalidRequest("stream=true works with response_format json or text.", param="stream")
+            pieces = model.backend.stream(audio, req)
+            first = await anext(pieces, None)  # errors found up front (bad audio, too long) keep their status
+            return sse_response(_transcript_events(first, pieces, context.usage), done_marker=False)
+        result = await model.backend.transcribe(audio, req)
+        context.usage.audio_seconds = result.duration
+        if req.response_format == "text":
+            return PlainTextResponse(result.text + "\n")
+        if req.response_format == "srt":
+            return PlainTextResponse(fmt.as_srt(result))
+        if req.response_format == "vtt":
+            return PlainTextResponse(fmt.as_vtt(result), media_type="text/vtt")
+        if req.response_format == "verbose_json":
+            return JSONResponse(fmt.as_verbose_json(result, req))
+        return JSONResponse(fmt.as_json(result))
+
+    async def _parse_form(self, request: Request) -> tuple[bytes, dict]:
+        try:
+            form = await request.form(max_files=1, max_fields=32)
+        except Exception as exc:  # noqa: BLE001 python-multipart / starlette reject malformed bodies with various types
+            raise InvalidRequest(f"Malformed multipart body: {exc}", param="file") from None
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InvalidRequest("Missing required parameter: 'file'.", param="file")
+            audio = await upload.read()
+            fields: dict = {"filename": upload.filename}
+            for key, value in form.multi_items():
+                if key == "file":
+                    continue
+                if not isinstance(value, str):
+                    raise InvalidRequest(f"Only `file` may be a file; `{key}` must be a text field.", param=key)
+                if key in ("timestamp_granularities[]", "timestamp_granularities"):
+                    fields.setdefault("timestamp_granularities", []).append(value)
+                else:
+                    fields[key] = value
+        finally:
+            await form.close()
+        if len(audio) > self.max_audio_bytes:
+            raise too_large(self.max_audio_bytes, "the audio file")
+        if not audio:
+            raise InvalidRequest("The uploaded file is empty.", param="file")
+        return audio, fields

@@ -1,0 +1,127 @@
+"""The transformers engine on the real SmolLM2 model, called in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from deployments.engines.hf.incremental_text import IncrementalText
+from serve_app.contract import collect
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.chat import ChatCompletionRequest
+
+
+def chat(**kw) -> ChatCompletionRequest:
+    return ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                 **kw)
+
+
+def test_greedy_answer(hf_engine):
+    done = asyncio.run(collect(hf_engine.generate(chat(temperature=0, max_tokens=20)), 1))
+    assert "Paris" in done.choices[0][0] and done.choices[0][1] == "stop"
+
+
+def test_batched_rows_match_solo_greedy_output(hf_engine):
+    """Left padding and per-row positions must not change what a sequence generates."""
+    prompts = ["What is the capital of France?", "Name three colours.", "Write one word: hello"]
+
+    async def run(batch: bool):
+        reqs = [ChatCompletionRequest(model="m", temperature=0, max_tokens=12,
+                                      messages=[{"role": "user", "content": p}]) for p in prompts]
+        if batch:
+            return await asyncio.gather(*[collect(hf_engine.generate(r), 1) for r in reqs])
+        return [await collect(hf_engine.generate(r), 1) for r in reqs]
+
+    solo = [c.choices[0][0] for c in asyncio.run(run(False))]
+    together = [c.choices[0][0] for c in asyncio.run(run(True))]
+    assert solo == together
+
+
+def test_context_overflow_raises_400(hf_engine):
+    with pytest.raises(InvalidRequest) as err:
+        asyncio.run(collect(hf_engine.generate(chat(max_tokens=hf_engine.max_model_len)), 1))
+    assert err.value.code == "context_length_exceeded"
+
+
+def test_closing_the_stream_frees_the_batch_row(hf_engine):
+    async def start_then_abandon():
+        steps = hf_engine.generate(chat(max_tokens=400, temperature=1.0, seed=1))
+        await anext(steps)
+        await anext(steps)
+        assert hf_engine.running_sequences == 1
+        await steps.aclose()  # what a client disconnect does to the replica's generator
+        deadline = time.monotonic() + 5
+        while hf_engine.running_sequences and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return hf_engine.running_sequences
+
+    assert asyncio.run(start_then_abandon()) == 0
+
+
+class _CharTokenizer:
+    """One character per token, so stop strings can straddle tokens in controlled ways."""
+
+    def decode(self, ids, **_):
+        return "".join(chr(i) for i in ids)
+
+
+def feed(text: str, stops: list[str]) -> tuple[str, bool]:
+    inc = IncrementalText(_CharTokenizer(), stops)
+    out = ""
+    for ch in text:
+        piece, stopped = inc.add(ord(ch))
+        out += piece
+        if stopped:
+            return out, True
+    tail, stopped = inc.flush()
+    return out + tail, stopped
+
+
+def test_stop_string_across_tokens_is_cut_and_never_leaks():
+    assert feed("hello world. END more", ["END"]) == ("hello world. ", True)
+    assert feed("abc", ["cd"]) == ("abc", False)  # a held-back partial match is released at the end
+    assert feed("no stops here", []) == ("no stops here", False)
+
+
+class _ByteTokenizer:
+    """One UTF-8 byte per token: a character can span tokens, as with byte-level BPE."""
+
+    def decode(self, ids, **_):
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_stop_found_while_a_multibyte_character_is_incomplete():
+    inc = IncrementalText(_ByteTokenizer(), ["STOP"])
+    sent = ""
+    for b in b"ok STOP":
+        sent += inc.add(b)[0]
+    piece, stopped = inc.add("é".encode()[0])  # first half of a two-byte character
+    assert (sent + piece, stopped) == ("ok ", True)
+
+
+def test_request_joining_a_running_batch_generates_what_it_would_alone(hf_engine):
+    """Continuous batching: B joins while A is mid-generation; neither output changes (greedy)."""
+    a = ChatCompletionRequest(model="m", temperature=0, max_tokens=80,
+                              messages=[{"role": "user", "content": "Tell me about the sea."}])
+    b = ChatCompletionRequest(model="m", temperature=0, max_tokens=15, repetition_penalty=1.3,
+                              messages=[{"role": "user", "content": "What is the capital of France? Answer briefly."}])
+
+    async def overlapped():
+        steps_a = hf_engine.generate(a)
+        text_a = ""
+        for _ in range(5):  # A is several tokens in before B arrives
+            text_a += "".join(d.text for d in (await anext(steps_a)).deltas)
+        done_b = asyncio.create_task(collect(hf_engine.generate(b), 1))
+        joined = False
+        for _ in range(300):
+            joined = joined or hf_engine.running_sequences == 2
+            await asyncio.sleep(0.01)
+        assert joined  # B really shared A's batch
+        rest_a = await collect(steps_a, 1)
+        return text_a + rest_a.choices[0][0], (await done_b).choices[0][0]
+
+    solo_a = asyncio.run(collect(hf_engine.generate(a), 1)).choices[0][0]
+    solo_b = asyncio.run(collect(hf_engine.generate(b), 1)).choices[0][0]
+    assert asyncio.run(overlapped()) == (solo_a, solo_b)

@@ -1,0 +1,43 @@
+import torch
+
+from deployments.engines.hf.sampling import BatchSampler
+from serve_app.protocol.chat import SamplingParams
+
+LOGITS = torch.tensor([[2.0, 1.0, 0.5, -1.0, 3.0]])
+
+
+def draws(params: SamplingParams, n: int = 200, prompt=(0,)) -> set[int]:
+    sampler = BatchSampler([params], [list(prompt)], LOGITS.shape[-1])
+    return {int(sampler.sample(LOGITS.clone())[0]) for _ in range(n)}
+
+
+def test_temperature_zero_is_argmax():
+    assert draws(SamplingParams(temperature=0.0)) == {4}
+
+
+def test_top_k_and_top_p_limit_the_candidates():
+    assert draws(SamplingParams(top_k=2)) == {0, 4}
+    assert draws(SamplingParams(top_p=0.01)) == {4}
+    assert draws(SamplingParams(min_p=0.5)) == {4}  # token 0 has e^-1 < 0.5 of the top probability
+
+
+def test_repetition_penalty_pushes_seen_tokens_down():
+    assert draws(SamplingParams(temperature=0.0, repetition_penalty=10.0), prompt=(4,)) == {0}
+
+
+def test_frequency_penalty_counts_output_tokens():
+    sampler = BatchSampler([SamplingParams(temperature=0.0, frequency_penalty=2.0)], [[]], 5)
+    first = sampler.sample(LOGITS.clone())
+    sampler.observe(first)
+    assert int(first[0]) == 4 and int(sampler.sample(LOGITS.clone())[0]) == 0
+
+
+def test_seed_reproduces_and_rows_keep_their_own_parameters():
+    a = BatchSampler([SamplingParams(seed=7), SamplingParams(temperature=0.0)], [[], []], 5)
+    b = BatchSampler([SamplingParams(seed=7), SamplingParams(temperature=0.0)], [[], []], 5)
+    logits = LOGITS.repeat(2, 1)
+    seq_a = [a.sample(logits.clone()).tolist() for _ in range(20)]
+    seq_b = [b.sample(logits.clone()).tolist() for _ in range(20)]
+    assert seq_a == seq_b and all(row[1] == 4 for row in seq_a)
+    a.select([1])
+    assert a.sample(LOGITS.clone()).tolist() == [4]

@@ -1,0 +1,36 @@
+"""The e2e variant of the CPU default: what the end-to-end tests need to see happen."""
+
+from __future__ import annotations
+
+from tests.support.image_server import HOST as IMAGE_HOST
+from tests.support.keys import named_keys
+from tests.support.models import CHAT_MODEL, ONE_SLOT_MODEL
+
+SPEECH_REPLICAS = 2
+CHUNK_SECONDS = 120
+GATEWAY_REPLICAS = 2
+
+
+def allow_test_images(config: dict) -> None:
+    """Let the gateway fetch from the test image server's loopback address (and only that one)."""
+    config["applications"][0]["args"]["limits"] = {"image_fetch": {"allow": [f"{IMAGE_HOST}/32"], "timeout_s": 3}}
+
+
+def e2e_config(config: dict) -> None:
+    """The CPU default with two single-threaded speech replicas and 2-minute chunks (so long audio really fans
+    out), two gateway replicas (so rate limits must be shared), named keys with small budgets, and a
+    one-slot chat model to overload."""
+    allow_test_images(config)
+    args = config["applications"][0]["args"]
+    args["ingress"] = {"deployment": {"num_replicas": GATEWAY_REPLICAS}}
+    speech = next(m for m in args["models"] if m["kind"] == "speech")
+    args["api_keys"] = named_keys(speech["id"])
+    speech["deployment"].pop("autoscaling_config", None)
+    speech["deployment"]["num_replicas"] = SPEECH_REPLICAS
+    speech["engine_options"]["cpu_threads"] = 1
+    speech["splitting"] = {"chunk_seconds": CHUNK_SECONDS}
+    chat = next(m for m in args["models"] if m["id"] == CHAT_MODEL)
+    args["models"].append({**chat, "id": ONE_SLOT_MODEL,
+                           "engine_options": {**chat["engine_options"], "torch_threads": 1},
+                           "deployment": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1,
+                                          "ray_actor_options": {"num_cpus": 0.1}}})
