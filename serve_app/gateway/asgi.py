@@ -52,7 +52,7 @@ def _public_routes() -> list[Route]:
         Route("/health", _health, methods=["GET"]),
         Route("/", playground.root, methods=["GET"]),
         Route("/playground", playground.page, methods=["GET"]),
-        Route("/playground/{name}", playground.asset, methods=["GET"]),
+        Route("/playground/{name:path}", playground.asset, methods=["GET"]),  # unknown names: 404
     ]
 
 

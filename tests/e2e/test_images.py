@@ -112,7 +112,7 @@ def test_too_many_images_is_400(http):
 
 def test_image_to_a_text_model_names_the_model(http):
     r = post_images(http, data_uri(image_bytes("png")), model=CHAT_MODEL)
-    assert_error(r, 400, "model_not_supported", CHAT_MODEL)
+    assert_error(r, 400, "model_not_supported", "model", text=CHAT_MODEL)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/image.png", "http://10.0.0.7/image.png",

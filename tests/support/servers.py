@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -112,9 +114,9 @@ class ServeRun:
         self.config_path = log_path.with_suffix(".yaml")
         self.config_path.write_text(yaml.safe_dump(config))
         # Ray's files for this run in a folder of its own, so logs and metrics ports are read from here, not
-        # from whichever cluster last wrote /tmp/ray/session_latest.
-        self.ray_dir = log_path.parent / "ray"
-        self.ray_dir.mkdir(exist_ok=True)
+        # from whichever cluster last wrote /tmp/ray/session_latest. Short: Ray's socket paths must fit in
+        # 107 bytes.
+        self.ray_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.env = {**os.environ, "ENDPOINT_API_KEYS": ",".join(api_keys), "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_TMPDIR": str(self.ray_dir)}
         self.env.pop("RAY_ADDRESS", None)
@@ -129,8 +131,8 @@ class ServeRun:
 
     @property
     def session_dir(self) -> Path:
-        """This run's Ray session folder (logs/, metrics_export_port_*)."""
-        return self.ray_dir / "session_latest"
+        """This run's Ray session folder (logs/, metrics_export_port_*); Ray adds `ray/` to RAY_TMPDIR."""
+        return self.ray_dir / "ray" / "session_latest"
 
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -142,6 +144,7 @@ class ServeRun:
     def __exit__(self, *exc) -> None:
         stop_process_group(self.proc)  # Ctrl-C: serve run tears down the app and its local Ray cluster
         self._log.close()
+        shutil.rmtree(self.ray_dir, ignore_errors=True)
 
 
 def stop_process_group(proc: subprocess.Popen, grace_s: float = 60) -> None:
