@@ -1,12 +1,16 @@
 """Decode an upload window by window into 16 kHz mono chunks cut in silences, never holding the whole file.
 
 Long audio is transcribed chunk by chunk on several replicas; cutting where nobody speaks keeps words whole.
+Uploads are untrusted: FFmpeg opens them with the demuxer their bytes were recognised as (never by probing,
+which can pick a network demuxer such as `sdp`), with no protocol allowed (no nested opens: playlists,
+concat, references), a bounded probe, and a wall-clock deadline on probing and decoding.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,9 +19,45 @@ import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from serve_app.errors import InvalidRequest
+from serve_app.protocol.audio import sniff_audio
 
 SAMPLE_RATE = 16_000
 _DECODE_ERROR = "The audio file could not be decoded; it may be corrupt or truncated."
+# FFmpeg's demuxer for each container sniff_audio recognises.
+DEMUXERS = {"wav": "wav", "mp3": "mp3", "mp4": "mp4", "webm": "matroska", "ogg": "ogg", "flac": "flac",
+            "mpeg": "mpeg"}
+_OPEN_OPTIONS = {"protocol_whitelist": "none", "probesize": str(5_000_000), "analyzeduration": str(10_000_000)}
+
+
+class DecodeBudget:
+    """Wall-clock seconds spent probing and decoding one upload, counted only while this work runs (not while
+    the decoder waits for replicas to take its chunks); a 400 past the budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.spent = 0.0
+        self._since: float | None = None
+
+    def resume(self) -> None:
+        self._since = time.monotonic()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self.spent += time.monotonic() - self._since
+            self._since = None
+
+    def check(self) -> None:
+        running = time.monotonic() - self._since if self._since is not None else 0.0
+        if self.spent + running > self.seconds:
+            raise InvalidRequest(f"The audio file took longer than {self.seconds:g} s to decode; it may be "
+                                 "damaged or crafted.", param="file")
+
+
+def open_audio(audio: bytes):
+    """The upload as a PyAV container, opened with the demuxer its bytes say and nothing else allowed."""
+    demuxer = DEMUXERS[sniff_audio(audio)]
+    return av.open(io.BytesIO(audio), format=demuxer, metadata_errors="ignore",
+                   options={**_OPEN_OPTIONS, "format_whitelist": demuxer})
 
 
 @dataclass
@@ -33,32 +73,68 @@ class AudioChunk:
 
 @dataclass
 class Probe:
-    seconds: float
-    from_header: bool  # False: measured by walking the packets (no duration in the headers)
+    seconds: float  # what the packets hold (a demux walk: no decoding)
+    header_seconds: float | None  # what the headers promise, when they state it (not a bitrate estimate)
 
 
-def probe(audio: bytes) -> Probe:
-    """Duration from the container, its audio stream, or (streamed webm has neither) a demux-only walk."""
+def probe(audio: bytes, max_seconds: float, budget: DecodeBudget) -> Probe:
+    """Length of the audio its packets hold, and the length its headers promise where they state one. Refuses
+    audio over `max_seconds` before any of it is decoded or transcribed."""
+    budget.resume()
     try:
-        with av.open(io.BytesIO(audio), metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise InvalidRequest("The file contains no audio stream.", param="file")
-            if container.duration:
-                return Probe(container.duration / av.time_base, True)
+        with open_audio(audio) as container:
+            _require_audio(container)
             stream = container.streams.audio[0]
-            if stream.duration and stream.time_base:
-                return Probe(float(stream.duration * stream.time_base), True)
+            header = _stated_seconds(container, stream, audio)
+            if header is not None and header > max_seconds:
+                raise _too_long(header, max_seconds)
             end = 0.0
-            for packet in container.demux(stream):
+            for i, packet in enumerate(container.demux(stream)):
+                if i % 256 == 0:
+                    budget.check()
                 if packet.pts is not None and packet.time_base:
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-            return Probe(end, False)
+            if end > max_seconds:
+                raise _too_long(end, max_seconds)
+            return Probe(end, header)
     except av.error.FFmpegError:
         raise InvalidRequest(_DECODE_ERROR, param="file") from None
+    finally:
+        budget.pause()
+
+
+def _stated_seconds(container, stream, audio: bytes) -> float | None:
+    """Duration from the headers, unless FFmpeg could only estimate it from the bitrate (an mp3 without a
+    Xing/Info/VBRI frame: a variable-bitrate file would look truncated)."""
+    if sniff_audio(audio) in ("mp3", "mpeg") and not _has_vbr_header(audio):
+        return None
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _has_vbr_header(audio: bytes) -> bool:
+    start = 0
+    if audio[:3] == b"ID3" and len(audio) >= 10:  # skip the ID3v2 tag (its size is syncsafe)
+        start = 10 + ((audio[6] & 0x7F) << 21 | (audio[7] & 0x7F) << 14 | (audio[8] & 0x7F) << 7 | audio[9] & 0x7F)
+    first_frame = audio[start:start + 256]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _too_long(seconds: float, limit: float) -> InvalidRequest:
+    return InvalidRequest(f"The audio is {seconds / 3600:.2f} hours long; the maximum is {limit / 3600:g} hours.",
+                          param="file", code="audio_too_long")
+
+
+def _require_audio(container) -> None:
+    if not container.streams.audio:
+        raise InvalidRequest("The file contains no audio stream.", param="file")
 
 
 def iter_chunks(audio: bytes, chunk_seconds: float, max_seconds: float, search_seconds: float = 20.0,
-                ) -> Iterator[AudioChunk]:
+                budget: DecodeBudget | None = None) -> Iterator[AudioChunk]:
     """Yield consecutive chunks of about `chunk_seconds`, each ending in the longest pause found within
     `search_seconds` of its target end. Raises InvalidRequest for undecodable input or audio over `max_seconds`
     (checked while decoding too: headers can understate the length)."""
@@ -69,17 +145,19 @@ def iter_chunks(audio: bytes, chunk_seconds: float, max_seconds: float, search_s
     buffered = decoded = 0
     offset = 0
     index = 0
-    for block in _decoded_blocks(audio):
+    budget = budget or DecodeBudget(float("inf"))
+    for block in _decoded_blocks(audio, budget):
         pieces.append(block)
         buffered += len(block)
         decoded += len(block)
-        if decoded > max_samples:
-            raise InvalidRequest(f"The audio is longer than the maximum of {max_seconds / 3600:g} hours.",
-                                 param="file", code="audio_too_long")
+        if decoded > max_samples:  # the probe counted packets; decoded samples are the final word
+            raise _too_long(decoded / SAMPLE_RATE, max_seconds)
         while buffered >= target + search:
             window = np.concatenate(pieces)
             cut = _silence_cut(window, target, search)
+            budget.pause()  # the consumer's time (waiting for replicas) is not decoding time
             yield AudioChunk(index, offset / SAMPLE_RATE, window[:cut])
+            budget.resume()
             pieces, buffered = [window[cut:]], len(window) - cut
             offset += cut
             index += 1
@@ -89,31 +167,55 @@ def iter_chunks(audio: bytes, chunk_seconds: float, max_seconds: float, search_s
         raise InvalidRequest("The audio file contains no samples.", param="file")
 
 
-def _decoded_blocks(audio: bytes) -> Iterator[np.ndarray]:
+def _decoded_blocks(audio: bytes, budget: DecodeBudget) -> Iterator[np.ndarray]:
     """float32 blocks of 16 kHz mono samples, about 30 s each."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     fifo = av.AudioFifo()
+    resampler, setup = None, None
+    budget.resume()
     try:
-        with av.open(io.BytesIO(audio), metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise InvalidRequest("The file contains no audio stream.", param="file")
-            for frame in itertools.chain(_valid_frames(container.decode(audio=0)), [None]):
-                for out in resampler.resample(frame):
-                    out.pts = None  # timestamps from damaged files can jump; only the sample order matters
-                    fifo.write(out)
+        with open_audio(audio) as container:
+            _require_audio(container)
+            for frame in itertools.chain(_frames(container), [None]):
+                budget.check()
+                if frame is not None:
+                    frame_setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    if frame_setup != setup:  # a stream may change rate or channels midway: flush, start anew
+                        _drain(resampler, fifo)
+                        resampler, setup = _resampler(), frame_setup
+                    _write(resampler.resample(frame), fifo)
+                else:
+                    _drain(resampler, fifo)
                 if fifo.samples >= 30 * SAMPLE_RATE or (frame is None and fifo.samples):
                     yield fifo.read().to_ndarray().reshape(-1).astype(np.float32) / 32768.0
     except av.error.FFmpegError:
         raise InvalidRequest(_DECODE_ERROR, param="file") from None
+    finally:
+        budget.pause()
 
 
-def _valid_frames(frames):
-    # A corrupt frame in the middle of a long recording should not discard the rest (as faster-whisper does).
-    while True:
+def _resampler() -> av.AudioResampler:
+    return av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+
+def _write(frames, fifo: av.AudioFifo) -> None:
+    for out in frames:
+        out.pts = None  # timestamps from damaged files can jump; only the sample order matters
+        fifo.write(out)
+
+
+def _drain(resampler: av.AudioResampler | None, fifo: av.AudioFifo) -> None:
+    if resampler is not None:
+        _write(resampler.resample(None), fifo)
+
+
+def _frames(container):
+    """Decoded frames of the first audio stream, packet by packet, then the decoder's flush. A damaged packet
+    in the middle of a long recording is skipped, not the end of the file (an exception inside PyAV's own
+    decode generator would close it)."""
+    stream = container.streams.audio[0]
+    for packet in container.demux(stream):  # the last packet (data None) flushes the decoder
         try:
-            yield next(frames)
-        except StopIteration:
-            return
+            yield from packet.decode()
         except av.error.InvalidDataError:
             continue
 

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 import numpy as np
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.audio_chunks import Probe, iter_chunks, probe
+from deployments.audio_chunks import DecodeBudget, Probe, iter_chunks, probe
 from serve_app.config import ModelConfig
 from serve_app.contract import ChunkTranscript, Transcription
-from serve_app.errors import InvalidRequest, model_overloaded
+from serve_app.errors import InvalidRequest, model_overloaded, model_unavailable
 from serve_app.protocol.audio import TranscriptionRequest
 
 
@@ -32,10 +33,14 @@ class SpeechWorkersHandle:
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript:
-        try:
-            return await self._handle.transcribe_samples.remote(samples, offset, request)
-        except BackPressureError as exc:
-            raise model_overloaded(request.model, exc.retry_after_s) from None
+        for attempt in (1, 2):  # a replica lost mid-chunk: once more, on another replica
+            try:
+                return await self._handle.transcribe_samples.remote(samples, offset, request)
+            except BackPressureError as exc:
+                raise model_overloaded(request.model, exc.retry_after_s) from None
+            except RayActorError:
+                if attempt == 2:
+                    raise model_unavailable(request.model) from None
 
 
 class SpeechCoordinator:
@@ -50,13 +55,10 @@ class SpeechCoordinator:
 
     async def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
         """Chunk transcripts in file order, each as soon as it and all before it are done."""
-        header = await asyncio.to_thread(probe, audio)
         limit = self.splitting.max_audio_seconds
-        if header.seconds > limit:
-            raise InvalidRequest(
-                f"The audio is {header.seconds / 3600:.2f} hours long; the maximum is {limit / 3600:g} hours.",
-                param="file", code="audio_too_long")
-        chunks = iter_chunks(audio, self.splitting.chunk_seconds, limit)
+        budget = DecodeBudget(self.splitting.max_decode_seconds)
+        header = await asyncio.to_thread(probe, audio, limit, budget)  # over the cap: refused before any work
+        chunks = iter_chunks(audio, self.splitting.chunk_seconds, limit, budget=budget)
         pending: collections.deque[asyncio.Future] = collections.deque()
         decoded = 0.0
         try:
@@ -85,10 +87,12 @@ class SpeechCoordinator:
 
 
 def _check_complete(header: Probe, decoded: float) -> None:
-    # A file cut short (an interrupted upload or copy) still says its full length in its headers.
-    if header.from_header and decoded < 0.9 * header.seconds - 1.0:
+    # A file cut short (an interrupted upload or copy) still says its full length in its headers; a header
+    # that only estimates (from the bitrate) says nothing either way.
+    stated = header.header_seconds
+    if stated is not None and decoded < 0.9 * stated - 1.0:
         raise InvalidRequest(
-            f"The audio file is truncated or corrupt: its header says {header.seconds:.1f} s but only "
+            f"The audio file is truncated or corrupt: its header says {stated:.1f} s but only "
             f"{decoded:.1f} s could be decoded.", param="file")
 
 

@@ -86,6 +86,8 @@ class SpeechSplitting(_Strict):
     chunk_seconds: float = Field(300.0, ge=60, description="Target chunk length; cuts land in nearby pauses.")
     max_chunks_in_flight: int = Field(8, ge=1, description="Chunks dispatched ahead (bounds coordinator memory).")
     max_audio_seconds: float = Field(4 * 3600, gt=0, description="Longest audio accepted (the guide: 4 hours).")
+    max_decode_seconds: float = Field(
+        600.0, gt=0, description="Most time spent probing and decoding one upload (a crafted file gets a 400).")
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(
             ray_actor_options={"num_cpus": 0.1},
@@ -160,7 +162,7 @@ class ImageFetchConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    """Request-size limits enforced by the gateway before any model work."""
+    """Request-size and time limits enforced by the gateway before any model work."""
 
     max_audio_bytes: int = Field(26_214_400, gt=0, description="Largest audio upload (OpenAI: 25 MB).")
     max_request_bytes: int = Field(
@@ -170,6 +172,12 @@ class LimitsConfig(_Strict):
     max_image_pixels: int = Field(
         50_000_000, gt=0, description="Most pixels per image (48 MP phone photos pass; decompression bombs do not)."
     )
+    max_json_elements: int = Field(
+        500_000, gt=0, description="Most containers and values in a JSON body (bounds its size once parsed).")
+    max_request_pixels: int = Field(
+        100_000_000, gt=0, description="Most pixels of all images in one request together (decoded-size budget).")
+    body_idle_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the next piece of a request body.")
+    body_timeout_s: float = Field(600.0, gt=0, description="Longest time to receive a whole request body (408).")
     image_fetch: ImageFetchConfig = Field(default_factory=ImageFetchConfig)
 
 
@@ -180,6 +188,8 @@ class RateLimits(_Strict):
     tokens_per_minute: int | None = Field(None, ge=1, description="Chat prompt + completion tokens.")
     audio_seconds_per_minute: int | None = Field(None, ge=1, description="Seconds of audio transcribed.")
     images_per_minute: int | None = Field(None, ge=1, description="Images sent in chat messages.")
+    max_concurrent_requests: int | None = Field(
+        None, ge=1, description="Requests of one key running at once (more get 429 until one finishes).")
 
     def merged_over(self, base: RateLimits) -> RateLimits:
         return RateLimits(**{**base.model_dump(), **self.model_dump(exclude_none=True)})

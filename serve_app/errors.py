@@ -76,6 +76,11 @@ class RouteNotFound(APIError):
         super().__init__(f"Invalid URL ({method} {path})")
 
 
+class RequestTimeout(APIError):
+    status_code = 408
+    default_code = "request_timeout"
+
+
 class MethodNotAllowed(APIError):
     status_code = 405
 
@@ -116,3 +121,9 @@ def model_overloaded(model: str, retry_after_s: float | None) -> ServiceUnavaila
     retry = max(1, math.ceil(retry_after_s or 1))
     return ServiceUnavailable(f"Model `{model}` is at capacity; retry in {retry} s.", code="model_overloaded",
                               headers={"Retry-After": str(retry)})
+
+
+def model_unavailable(model: str) -> ServiceUnavailable:
+    """A model replica stopped while answering (crashed, killed, or its node lost): safe to retry."""
+    return ServiceUnavailable(f"Model `{model}` failed while answering (its replica stopped); please retry.",
+                              code="model_unavailable", headers={"Retry-After": "1"})

@@ -60,11 +60,15 @@ def render_multimodal(processor, request: ChatCompletionRequest) -> str:
 
 
 def refuse_far_too_long(request: ChatCompletionRequest, max_model_len: int) -> None:
+    """Refuse, before the template runs, messages that cannot fit: every message costs at least one token of
+    template framing (so thousands of empty messages count too), and text at most MAX_CHARS_PER_TOKEN
+    characters per token."""
     chars = sum(len(m.text()) for m in request.messages)
-    if chars > max_model_len * MAX_CHARS_PER_TOKEN:
+    at_least = chars // MAX_CHARS_PER_TOKEN + len(request.messages)
+    if at_least > max_model_len:
         raise InvalidRequest(
-            f"This model's maximum context length is {max_model_len} tokens; the messages ({chars:,} characters) "
-            "are far longer. Please reduce the length of the messages.",
+            f"This model's maximum context length is {max_model_len} tokens; the {len(request.messages):,} "
+            f"messages ({chars:,} characters) need more. Please reduce the length of the messages.",
             param="messages", code="context_length_exceeded")
 
 
@@ -77,12 +81,16 @@ def request_images(request: ChatCompletionRequest) -> list:
     from PIL import Image
 
     images = []
-    for _, part in request.image_parts():
+    for param, part in request.image_parts():
         url = part.image_url.url
         if not url.startswith("data:"):
-            raise InvalidRequest("Images must reach the engine as data URIs.", param="messages")
-        with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
-            images.append(image.convert("RGB"))
+            raise InvalidRequest("Images must reach the engine as data URIs.", param=param)
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
+                images.append(image.convert("RGB"))
+        except Exception:  # noqa: BLE001 the gateway decoded it already; whatever still fails is the image's fault
+            raise InvalidRequest("The image could not be decoded: it is corrupt or truncated.", param=param,
+                                 code="invalid_image") from None
     return images
 
 
@@ -91,7 +99,11 @@ def encode_multimodal(processor, request: ChatCompletionRequest, max_model_len: 
     refuse_far_too_long(request, max_model_len)
     prompt = render_multimodal(processor, request)
     images = request_images(request)
-    inputs = processor(text=prompt, images=[images] if images else None, return_tensors="pt")
+    try:
+        inputs = processor(text=prompt, images=[images] if images else None, return_tensors="pt")
+    except ValueError as exc:  # e.g. an image too small or too thin for the processor's resizing
+        raise InvalidRequest(f"The model's image processor rejected an image: {exc}", param="messages",
+                             code="invalid_image") from None
     vision = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
     return inputs["input_ids"][0].tolist(), vision
 

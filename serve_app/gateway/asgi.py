@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from serve_app.config import APIKey, AppArgs, LimitsConfig
 from serve_app.errors import APIError
+from serve_app.gateway.body import BodyDeadline, JSONLimits
 from serve_app.gateway.errors import api_error, http_error
 from serve_app.gateway.inputs.image_fetch import ImageFetcher
 from serve_app.gateway.inputs.image_parts import ImageInputs
@@ -41,8 +42,12 @@ async def _health(request: Request) -> JSONResponse:
 
 def _image_inputs(limits: LimitsConfig) -> ImageInputs:
     fetch = limits.image_fetch
-    return ImageInputs(ImageLimits(limits.max_image_bytes, limits.max_image_pixels),
+    return ImageInputs(ImageLimits(limits.max_image_bytes, limits.max_image_pixels, limits.max_request_pixels),
                        ImageFetcher(limits.max_image_bytes, fetch.timeout_s, fetch.max_redirects, fetch.allow))
+
+
+def _body_deadline(limits: LimitsConfig) -> BodyDeadline:
+    return BodyDeadline(limits.body_idle_timeout_s, limits.body_timeout_s)
 
 
 def _public_routes() -> list[Route]:
@@ -58,14 +63,15 @@ def _public_routes() -> list[Route]:
 
 def _api_routes(registry: ModelRegistry, limits: LimitsConfig, limiter: Limiter) -> list[Route]:
     models = ModelsRoute(registry)
+    json_limits = JSONLimits(limits.max_request_bytes, limits.max_json_elements, _body_deadline(limits))
     return [
         Route("/v1/usage", UsageRoute(limiter).handle, methods=["GET"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
-        Route("/v1/chat/completions", ChatRoute(registry, limits.max_request_bytes, _image_inputs(limits)).handle,
+        Route("/v1/chat/completions", ChatRoute(registry, json_limits, _image_inputs(limits)).handle,
               methods=["POST"]),
-        Route("/v1/audio/transcriptions", TranscriptionRoute(registry, limits.max_audio_bytes).handle,
-              methods=["POST"]),
+        Route("/v1/audio/transcriptions",
+              TranscriptionRoute(registry, limits.max_audio_bytes, _body_deadline(limits)).handle, methods=["POST"]),
     ]
 
 

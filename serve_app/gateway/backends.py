@@ -1,25 +1,50 @@
-"""Adapters from the gateway's backend interface to Ray Serve deployment handles."""
+"""Adapters from the gateway's backend interface to Ray Serve deployment handles.
+
+Failures of the serving machinery become typed errors: a full queue is a 503 `model_overloaded`; a replica
+that died is a 503 `model_unavailable` (retryable). A call that failed that way before producing anything is
+retried once, which Serve routes to another replica.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import RateLimits
 from serve_app.contract import ChunkTranscript, Completion, GenerationStep, Transcription
-from serve_app.errors import model_overloaded
+from serve_app.errors import ServiceUnavailable, model_overloaded, model_unavailable
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.security.rate_limit import Decision
 
+log = logging.getLogger(__name__)
+# What a replica's death (or its deployment having none) looks like to a handle call.
+REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
-async def _relay(stream, model: str) -> AsyncIterator:
-    """Items of a streaming handle call; closing this early (client gone) cancels the replica's work."""
+
+async def _relay(start, model: str) -> AsyncIterator:
+    """Items of a streaming handle call (`start()` makes it); closing this early (client gone) cancels the
+    replica's work. A replica lost before the first item is retried once; after it, the stream fails."""
+    stream = start()
+    started = retried = False
     try:
-        async for item in stream:
+        while True:
+            try:
+                item = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except REPLICA_LOST:
+                if started or retried:
+                    raise model_unavailable(model) from None
+                retried = True
+                stream = start()
+                continue
+            started = True
             yield item
     except BackPressureError as exc:
         raise model_overloaded(model, exc.retry_after_s) from None
@@ -38,13 +63,17 @@ class _ModelBackend:
         self._streaming = handle.options(stream=True)
 
     async def _call(self, method: str, model: str, *args: object):
-        try:
-            return await getattr(self._handle, method).remote(*args)
-        except BackPressureError as exc:
-            raise model_overloaded(model, exc.retry_after_s) from None
+        for attempt in (1, 2):
+            try:
+                return await getattr(self._handle, method).remote(*args)
+            except BackPressureError as exc:
+                raise model_overloaded(model, exc.retry_after_s) from None
+            except REPLICA_LOST:
+                if attempt == 2:
+                    raise model_unavailable(model) from None
 
     def _stream(self, method: str, model: str, *args: object) -> AsyncIterator:
-        return _relay(getattr(self._streaming, method).remote(*args), model)
+        return _relay(lambda: getattr(self._streaming, method).remote(*args), model)
 
     async def wake(self) -> None:
         """Answered once a replica is up: starts one for a model scaled to zero."""
@@ -70,16 +99,32 @@ class SpeechBackend(_ModelBackend):
 
 
 class LimiterBackend:
-    """The gateway's view of the shared rate-limiter deployment."""
+    """The gateway's view of the shared rate-limiter deployment. If it cannot answer in time (restarting after
+    a crash), requests are refused with a 503 rather than held or let through unmetered."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle, timeout_s: float = 5.0) -> None:
         self._handle = handle
+        self.timeout_s = timeout_s
+
+    async def _ask(self, method: str, *args: object):
+        try:
+            return await asyncio.wait_for(getattr(self._handle, method).remote(*args), self.timeout_s)
+        except (TimeoutError, *REPLICA_LOST):
+            raise ServiceUnavailable("The rate limiter is not answering; please retry shortly.",
+                                     code="rate_limiter_unavailable", headers={"Retry-After": "2"}) from None
 
     async def admit(self, key: str, limits: RateLimits) -> Decision:
-        return await self._handle.admit.remote(key, limits)
+        return await self._ask("admit", key, limits)
 
-    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float]) -> None:
-        await self._handle.charge.remote(key, limits, amounts)
+    async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
+        return await self._ask("reserve", key, limits, tokens)
+
+    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
+                     lease: str | None = None) -> None:
+        try:
+            await self._ask("charge", key, limits, amounts, reserved_tokens, lease)
+        except ServiceUnavailable:  # the answer has been sent: record the loss, never fail the response
+            log.warning("usage of key %s not charged (rate limiter unavailable): %s", key, amounts)
 
     async def usage(self) -> dict[str, dict[str, float]]:
-        return await self._handle.usage.remote()
+        return await self._ask("usage")

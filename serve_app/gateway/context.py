@@ -1,12 +1,13 @@
 """The typed per-request context: what the middleware and routes learn about a request, in one place.
 
 The outermost middleware creates it (id, start time) before anything else runs; authentication fills
-`caller`; routes fill `model`, `sampling`, `usage` and `ttft`; rate limiting and metering read it once the
-response is done. Each field has one writer, and a route reached without authentication fails closed.
+`caller`; routes fill `model`, `sampling`, `usage` and `ttft` and reserve tokens; rate limiting and metering
+read it once the response is done. Each field has one writer, and a route reached without authentication fails closed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 from starlette.requests import Request
@@ -40,6 +41,13 @@ class RequestContext:
     sampling: dict | None = None  # the request's sampling settings, for the access log
     ttft: float | None = None  # streamed chat: seconds to the first token
     usage: Usage = field(default_factory=Usage)
+    # Set by RateLimitMiddleware: holds part of the key's token budget before model work (429 if it cannot).
+    reserve: Callable[[int], Awaitable[None]] | None = None
+    reserved_tokens: int = 0
+
+    async def reserve_tokens(self, tokens: int) -> None:
+        if self.reserve is not None:
+            await self.reserve(tokens)
 
     def authenticated(self) -> Caller:
         if self.caller is None:  # a route mounted without AuthMiddleware in front: refuse, never serve

@@ -19,7 +19,7 @@ from serve_app.gateway.context import RequestContext, Usage, attach, context_of
 from serve_app.gateway.errors import error_response
 from serve_app.gateway.metrics import Metrics
 from serve_app.security.auth import KeyStore
-from serve_app.security.rate_limit import Limiter, rate_limit_headers
+from serve_app.security.rate_limit import Decision, Limiter, rate_limit_headers
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ray.serve")  # Serve's replica logger: lines land in the replica's log file
@@ -76,8 +76,9 @@ class AuthMiddleware:
 
 
 class RateLimitMiddleware:
-    """Admits each authenticated request against its key's budgets, adds the x-ratelimit-* headers, and
-    charges what the request used (routes record it in the context's usage) once it has finished."""
+    """Admits each authenticated request against its key's budgets and concurrency, adds the x-ratelimit-*
+    headers, lets the route reserve tokens before model work, and settles what the request used (routes
+    record it in the context's usage) once it has finished."""
 
     def __init__(self, app: ASGIApp, limiter: Limiter) -> None:
         self.app = app
@@ -88,27 +89,43 @@ class RateLimitMiddleware:
         if context is None or context.caller is None:  # public routes
             return await self.app(scope, receive, send)
         caller = context.caller
-        decision = await self.limiter.admit(caller.name, caller.limits)
+        try:
+            decision = await self.limiter.admit(caller.name, caller.limits)
+        except APIError as exc:  # the limiter itself is unavailable
+            return await error_response(exc)(scope, receive, send)
         extra = rate_limit_headers(decision)
         if not decision.allowed:
-            retry = max(1, math.ceil(decision.retry_after_s))
-            response = error_response(RateLimited(
-                f"Rate limit reached for {decision.limit_name} on key `{caller.name}`. "
-                f"Please retry after {retry} s.", headers={"Retry-After": str(retry)}))
+            response = error_response(_refusal(decision, caller.name))
             response.raw_headers.extend(extra)
             return await response(scope, receive, send)
+
+        async def reserve(tokens: int) -> None:
+            reserved = await self.limiter.reserve(caller.name, caller.limits, tokens)
+            if not reserved.allowed:
+                raise _refusal(reserved, caller.name)
+            context.reserved_tokens += tokens
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
+        context.reserve = reserve
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
             charge = _charge(context.usage)
-            if charge:  # shielded: a client that hung up still pays for what it used
-                await asyncio.shield(self.limiter.charge(caller.name, caller.limits, charge))
+            if charge or context.reserved_tokens or decision.lease:
+                # shielded: a client that hung up still pays for what it used, and frees its place
+                await asyncio.shield(self.limiter.charge(caller.name, caller.limits, charge, context.reserved_tokens,
+                                                         decision.lease))
+
+
+def _refusal(decision: Decision, key: str) -> RateLimited:
+    retry = max(1, math.ceil(decision.retry_after_s))
+    why = f" ({decision.detail})" if decision.detail else ""
+    return RateLimited(f"Rate limit reached for {decision.limit_name} on key `{key}`{why}. "
+                       f"Please retry after {retry} s.", headers={"Retry-After": str(retry)})
 
 
 def _charge(usage: Usage) -> dict[str, float]:

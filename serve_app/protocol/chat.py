@@ -132,6 +132,12 @@ class ChatCompletionRequest(_Wire):
             seed=self.seed,
         )
 
+    def token_estimate(self) -> int:
+        """Tokens this request may cost at most, estimated before tokenizing (4 characters a token): the
+        prompt plus `n` times the completion cap it asks for."""
+        chars = sum(len(m.text()) for m in self.messages)
+        return chars // 4 + self.n * (self.token_budget() or 0)
+
     def sampling_summary(self) -> dict:
         """What the access log records about sampling (never message content)."""
         return {**asdict(self.sampling()), "max_tokens": self.token_budget(), "n": self.n}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,6 +46,12 @@ class Decision:
     retry_after_s: float = 0.0
     # header suffix -> (limit, remaining, seconds until full)
     state: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    lease: str | None = None  # an admitted request's place among the key's concurrent requests
+    detail: str = ""  # why, when the reason is more than an empty budget
+
+
+# A gateway replica that dies cannot release its requests' places: each lease lapses after this long.
+LEASE_S = 3600.0
 
 
 class RateLimiter:
@@ -52,9 +59,11 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._usage: dict[str, dict[str, float]] = {}
+        self._leases: dict[str, dict[str, float]] = {}  # key -> lease -> expiry
 
     def admit(self, key: str, limits: RateLimits) -> Decision:
-        """Take one request from the key's budget if every dimension still has room."""
+        """Take one request from the key's budget if every dimension still has room and the key has a free
+        place among its concurrent requests."""
         now = self._clock()
         buckets = self._buckets_for(key, limits, now)
         for dimension, bucket in buckets.items():
@@ -62,19 +71,57 @@ class RateLimiter:
             if bucket.level < need:
                 wait = (need - bucket.level) / bucket.rate
                 return Decision(False, DIMENSIONS[dimension][2], wait, self._state(buckets))
+        lease = None
+        if limits.max_concurrent_requests is not None:
+            leases = self._live_leases(key, now)
+            if len(leases) >= limits.max_concurrent_requests:
+                return Decision(False, "concurrent requests", 1.0, self._state(buckets),
+                                detail=f"at most {limits.max_concurrent_requests} at once")
+            lease = uuid.uuid4().hex
+            leases[lease] = now + LEASE_S
         if "requests" in buckets:
             buckets["requests"].level -= 1
         self._count(key, requests=1)
+        return Decision(True, state=self._state(buckets), lease=lease)
+
+    def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
+        """Hold `tokens` of the key's token budget for a request about to run (its prompt and the most it may
+        generate), so one key cannot queue more work than its budget; settled by `charge(reserved=...)`."""
+        buckets = self._buckets_for(key, limits, self._clock())
+        bucket = buckets.get("tokens")
+        if bucket is None or tokens <= 0:
+            return Decision(True, state=self._state(buckets))
+        if tokens > bucket.capacity:
+            return Decision(False, "tokens per minute", 60.0, self._state(buckets),
+                            detail=f"this request alone may need {tokens:,} tokens, over the limit of "
+                                   f"{int(bucket.capacity):,}")
+        if bucket.level < tokens:
+            return Decision(False, "tokens per minute", (tokens - bucket.level) / bucket.rate, self._state(buckets))
+        bucket.level -= tokens
         return Decision(True, state=self._state(buckets))
 
-    def charge(self, key: str, limits: RateLimits, **amounts: float) -> None:
-        """Debit what a finished request used (tokens, audio_seconds, images); budgets may go negative."""
+    def charge(self, key: str, limits: RateLimits, reserved_tokens: float = 0.0, lease: str | None = None,
+               **amounts: float) -> None:
+        """Debit what a finished request used (tokens, audio_seconds, images) less what it had reserved, and
+        free its place; budgets may go negative."""
         now = self._clock()
+        if lease is not None:
+            self._leases.get(key, {}).pop(lease, None)
         buckets = self._buckets_for(key, limits, now)
-        for dimension, amount in amounts.items():
+        debits = {**amounts, "tokens": amounts.get("tokens", 0.0) - reserved_tokens}
+        for dimension, amount in debits.items():
             if dimension in buckets:
                 buckets[dimension].level -= amount
         self._count(key, **amounts)
+
+    def in_flight(self, key: str) -> int:
+        return len(self._live_leases(key, self._clock()))
+
+    def _live_leases(self, key: str, now: float) -> dict[str, float]:
+        leases = self._leases.setdefault(key, {})
+        for lease in [lease for lease, expiry in leases.items() if expiry < now]:
+            del leases[lease]
+        return leases
 
     def usage(self) -> dict[str, dict[str, float]]:
         return {key: dict(totals) for key, totals in self._usage.items()}
@@ -130,7 +177,10 @@ class Limiter(Protocol):
 
     async def admit(self, key: str, limits: RateLimits) -> Decision: ...
 
-    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float]) -> None: ...
+    async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision: ...
+
+    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
+                     lease: str | None = None) -> None: ...
 
     async def usage(self) -> dict[str, dict[str, float]]: ...
 
@@ -148,8 +198,12 @@ class RateLimiterServer:
     async def admit(self, key: str, limits: RateLimits) -> Decision:
         return self.limiter.admit(key, limits)
 
-    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float]) -> None:
-        self.limiter.charge(key, limits, **amounts)
+    async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
+        return self.limiter.reserve(key, limits, tokens)
+
+    async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
+                     lease: str | None = None) -> None:
+        self.limiter.charge(key, limits, reserved_tokens, lease, **amounts)
 
     async def usage(self) -> dict[str, dict[str, float]]:
         return self.limiter.usage()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
-from deployments.audio_chunks import SAMPLE_RATE, iter_chunks, probe
-from serve_app.errors import InvalidRequest
+from deployments.audio_chunks import SAMPLE_RATE, DecodeBudget, iter_chunks, probe
+from serve_app.errors import InvalidRequest, UnsupportedFileType
 from tests.support.media import long_text, speech_wav
 
 
@@ -29,15 +30,78 @@ def test_chunks_cover_the_file_in_order_and_end_in_pauses(three_minutes):
         tail = a.samples[-int(0.05 * SAMPLE_RATE):]
         assert np.abs(tail).max() < 0.05  # the cut lies in a pause, not inside a word
     total = sum(c.seconds for c in chunks)
-    assert total == pytest.approx(probe(three_minutes).seconds, abs=0.5)
+    assert total == pytest.approx(probe(three_minutes, 3600, DecodeBudget(60)).seconds, abs=0.5)
 
 
 def test_duration_cap_is_enforced_while_decoding(three_minutes):
-    with pytest.raises(InvalidRequest, match="longer than the maximum"):
+    with pytest.raises(InvalidRequest, match="hours long; the maximum is") as err:
         list(iter_chunks(three_minutes, chunk_seconds=60, max_seconds=90))
+    assert err.value.code == "audio_too_long"
 
 
-@pytest.mark.parametrize("data", [b"\x00" * 1000, b"ID3" + bytes(500)])
+def test_duration_cap_is_enforced_by_the_probe_before_decoding(three_minutes):
+    with pytest.raises(InvalidRequest, match="hours long; the maximum is"):
+        probe(three_minutes, 90, DecodeBudget(60))
+
+
+def test_decoding_has_a_time_budget(three_minutes):
+    with pytest.raises(InvalidRequest, match="took longer than"):
+        list(iter_chunks(three_minutes, chunk_seconds=60, max_seconds=3600, budget=DecodeBudget(0.01)))
+
+
+@pytest.mark.parametrize("data", [b"ID3" + bytes(500), b"RIFF\0\0\0\0WAVEfmt " + bytes(500), b"OggS" + bytes(500)])
 def test_undecodable_bytes_are_400(data):
     with pytest.raises(InvalidRequest):
         list(iter_chunks(data, chunk_seconds=60, max_seconds=3600))
+
+
+def test_bytes_in_no_supported_container_are_refused_before_ffmpeg_sees_them():
+    with pytest.raises(UnsupportedFileType):
+        list(iter_chunks(b"\x00" * 1000, chunk_seconds=60, max_seconds=3600))
+
+
+# --- hostile and unusual audio -----------------------------------------------------------------------------
+
+def ffmpeg_mp3(wav, *args: str) -> bytes:
+    return subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(wav), *args, "-f", "mp3", "pipe:1"],
+                          capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def sentence_wav(tmp_path_factory):
+    return speech_wav(tmp_path_factory.mktemp("hostile") / "sentence.wav", long_text(30))
+
+
+def decoded_seconds(data: bytes) -> float:
+    return sum(c.seconds for c in iter_chunks(data, chunk_seconds=60, max_seconds=3600))
+
+
+def test_ogg_magic_followed_by_sdp_never_reaches_a_network_demuxer():
+    sdp = (b"OggS\nv=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\n"
+           b"m=audio 5004 RTP/AVP 0\n")
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest):
+        probe(sdp, 3600, DecodeBudget(60))
+    assert time.monotonic() - started < 1  # FFmpeg's sdp demuxer would wait ~20 s on the network
+
+
+def test_a_stream_that_changes_rate_and_channels_midway_is_decoded_whole(sentence_wav):
+    first = ffmpeg_mp3(sentence_wav, "-ar", "44100", "-ac", "2")
+    second = ffmpeg_mp3(sentence_wav, "-ar", "8000", "-ac", "1")
+    one = decoded_seconds(first)
+    assert decoded_seconds(first + second) == pytest.approx(2 * one, abs=0.5)
+
+
+def test_variable_bitrate_mp3_without_a_xing_frame_is_not_called_truncated(sentence_wav):
+    vbr = ffmpeg_mp3(sentence_wav, "-q:a", "6", "-write_xing", "0")
+    stated = probe(vbr, 3600, DecodeBudget(60))
+    assert stated.header_seconds is None  # FFmpeg's figure would be a bitrate estimate
+    assert decoded_seconds(vbr) == pytest.approx(stated.seconds, abs=0.2)
+
+
+def test_a_damaged_packet_midway_does_not_end_decoding(sentence_wav):
+    data = bytearray(ffmpeg_mp3(sentence_wav, "-b:a", "64k"))
+    middle = len(data) // 2
+    data[middle:middle + 400] = bytes(400)  # a few frames of zeros
+    whole = decoded_seconds(ffmpeg_mp3(sentence_wav, "-b:a", "64k"))
+    assert decoded_seconds(bytes(data)) > 0.8 * whole

@@ -134,6 +134,13 @@ class ServeRun:
         """This run's Ray session folder (logs/, metrics_export_port_*); Ray adds `ray/` to RAY_TMPDIR."""
         return self.ray_dir / "ray" / "session_latest"
 
+    def replica_pids(self, deployment: str, app: str = "endpoint") -> list[int]:
+        """Processes of a deployment's live replicas in this run (same session as `serve run`)."""
+        out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
+        title = f"ray::ServeReplica:{app}:{deployment}"
+        return [int(pid) for pid, sid, args in (line.split(None, 2) for line in out.splitlines() if line.strip())
+                if int(sid) == self.proc.pid and args.strip() == title]
+
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise RuntimeError(f"serve run exited ({self.proc.returncode}):\n{self.log_tail()}")

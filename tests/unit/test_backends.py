@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError
 
 from serve_app.errors import ServiceUnavailable
@@ -86,3 +87,65 @@ def test_stream_closed_early_cancels_the_call_and_a_finished_one_is_left_alone()
 
     finished = FakeStream([1, 2])
     assert asyncio.run(drain(finished)) == [1, 2] and not finished.cancelled
+
+
+def lost_replica() -> ActorDiedError:
+    return ActorDiedError()
+
+
+class ScriptedHandle(FullQueueHandle):
+    """Each remote() call takes the next outcome: an exception to raise or a value (or stream) to return."""
+
+    def __init__(self, outcomes: list) -> None:
+        self.outcomes, self.calls = list(outcomes), 0
+
+    def remote(self, *args):
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            async def fail():
+                raise outcome
+            return fail()
+        if isinstance(outcome, FakeStream):
+            return outcome
+
+        async def value():
+            return outcome
+        return value()
+
+
+def test_whole_call_on_a_lost_replica_is_retried_once_then_a_retryable_503():
+    handle = ScriptedHandle([lost_replica(), "done"])
+    assert asyncio.run(TextBackend(handle).complete(CHAT)) == "done" and handle.calls == 2
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(TextBackend(ScriptedHandle([lost_replica(), lost_replica()])).complete(CHAT))
+    assert err.value.code == "model_unavailable" and err.value.headers["Retry-After"] == "1"
+
+
+def test_stream_lost_before_its_first_item_is_retried_and_after_it_fails_typed():
+    async def drain(handle):
+        return [item async for item in TextBackend(handle).stream(CHAT)]
+
+    handle = ScriptedHandle([FakeStream([], lost_replica()), FakeStream([1, 2])])
+    assert asyncio.run(drain(handle)) == [1, 2] and handle.calls == 2
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(drain(ScriptedHandle([FakeStream([1], lost_replica())])))
+    assert err.value.code == "model_unavailable"
+
+
+def test_an_unanswering_rate_limiter_is_a_503_in_bounded_time_never_a_hang():
+    from serve_app.config import RateLimits
+    from serve_app.gateway.backends import LimiterBackend
+
+    class Hanging(FullQueueHandle):
+        def remote(self, *args):
+            return asyncio.sleep(3600)
+
+    async def admit():
+        return await LimiterBackend(Hanging(), timeout_s=0.2).admit("k", RateLimits())
+
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(admit())
+    assert err.value.code == "rate_limiter_unavailable" and err.value.headers["Retry-After"]
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(LimiterBackend(ScriptedHandle([lost_replica()])).admit("k", RateLimits()))

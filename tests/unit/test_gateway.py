@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from starlette.testclient import TestClient
 
 from serve_app.config import APIKey, LimitsConfig
+from serve_app.errors import APIError
 from serve_app.gateway.asgi import create_asgi_app
+from serve_app.gateway.body import too_large
 from serve_app.gateway.registry import ModelRegistry, ServedModel
 from serve_app.security.auth import KeyStore, hash_key
 from serve_app.security.rate_limit import RateLimiterServer
@@ -78,3 +82,45 @@ def test_oversized_json_body_is_413(client):
     r = client.post("/v1/chat/completions", content=b"{" + b" " * 52_428_800 + b"}",
                     headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large"
+
+
+@pytest.mark.parametrize("raw, param", [
+    (b'{"model": "\\ud800", "messages": [{"role": "user", "content": "x"}]}', "model"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "a\\udfffb"}]}', "messages[0].content"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud83d"}]}]}',
+     "messages[0].content[0].text"),
+])
+def test_lone_surrogates_are_400_naming_the_field(client, raw, param):
+    r = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_json_that_would_explode_in_memory_is_refused_before_parsing(client):
+    started = time.monotonic()
+    raw = b'{"model": "m", "messages": [' + b"[]," * 1_700_000 + b"[]]}"  # 5 MB: ~100 MB as Python objects
+    r = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "too many elements" in r.json()["error"]["message"]
+    assert time.monotonic() - started < 5
+
+
+def test_brackets_inside_strings_do_not_count_as_elements():
+    from serve_app.gateway.json_guard import count_elements
+
+    text = "[" * 600_000
+    assert count_elements(('{"a": "' + text + '"}').encode()) < 10
+
+
+def test_a_body_that_arrives_too_slowly_is_408():
+    import asyncio
+
+    from serve_app.gateway.body import BodyDeadline, read_stream_capped
+
+    async def trickle():
+        yield b"{"
+        await asyncio.sleep(1)
+        yield b"}"
+
+    with pytest.raises(APIError) as err:
+        asyncio.run(read_stream_capped(trickle(), None, 100, too_large(100, "x"), BodyDeadline(0.2, 10)))
+    assert err.value.status_code == 408 and err.value.code == "request_timeout"

@@ -11,14 +11,17 @@ import time
 import pytest
 from PIL import Image
 
-from serve_app.errors import FileTooLarge, InvalidRequest, UnsupportedFileType
+from serve_app.errors import APIError, FileTooLarge, InvalidRequest, UnsupportedFileType
 from serve_app.gateway.inputs.image_fetch import ImageFetcher
+from serve_app.gateway.inputs.image_parts import ImageInputs
 from serve_app.gateway.inputs.images import ImageLimits, check_image, decode_data_uri, sniff_image
+from serve_app.protocol.chat import ChatCompletionRequest
+from tests.support.hostile import image_cases, tiny_huge_png, url_cases
 from tests.support.image_server import HOST
 from tests.support.media import IMAGE_FORMATS, data_uri, image_bytes
 from tests.support.models import MAX_IMAGE_BYTES
 
-LIMITS = ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_pixels=50_000_000)
+LIMITS = ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_pixels=50_000_000, max_request_pixels=100_000_000)
 
 
 def png_of(size: tuple[int, int], mode: str = "1") -> bytes:
@@ -161,3 +164,30 @@ def test_public_addresses_pass_the_address_check():
     assert fetcher._allowed("example.com", ipaddress.ip_address("93.184.215.14"))
     assert fetcher._allowed("example.com", ipaddress.ip_address("2606:2800:21f:cb07:6820:80da:af6b:8b2c"))
     assert not fetcher._allowed("x", ipaddress.ip_address("100.64.0.1"))  # carrier-grade NAT is not public
+
+
+# --- hostile images ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", image_cases(), ids=lambda c: c.name)
+def test_hostile_images_are_refused_at_the_gateway_with_their_code(case):
+    with pytest.raises(APIError) as err:
+        check_image(case.payload, LIMITS, "p")
+    assert (err.value.status_code, err.value.code) == (case.status, case.code), err.value.message
+
+
+def test_the_decoded_size_of_a_request_is_budgeted():
+    limits = ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_pixels=50_000_000, max_request_pixels=60_000_000)
+    inputs = ImageInputs(limits, ImageFetcher(MAX_IMAGE_BYTES, 3, 0, []))
+    big = data_uri(tiny_huge_png(7_000, 6_000))  # 42 MP each: one passes, two are over the request's budget
+    request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": big}}, {"type": "image_url", "image_url": {"url": big}}]}])
+    with pytest.raises(InvalidRequest, match="together") as err:
+        asyncio.run(inputs.resolve(request, max_images=4))
+    assert err.value.code == "image_too_large"
+
+
+@pytest.mark.parametrize("case", url_cases(), ids=lambda c: c.name)
+def test_unparsable_and_tunnelled_urls_are_400_without_connecting(case):
+    with pytest.raises(InvalidRequest) as err:
+        fetch(case.payload, allow=())
+    assert err.value.code == "invalid_image_url"

@@ -1,7 +1,7 @@
 import pytest
 
 from serve_app.errors import UnsupportedFileType
-from serve_app.gateway.inputs.audio import sniff_audio
+from serve_app.protocol.audio import sniff_audio
 from tests.support.media import convert
 
 

@@ -62,3 +62,33 @@ def test_headers_count_down(clock):
 @pytest.mark.parametrize("seconds, text", [(0.012, "12ms"), (6, "6s"), (5.2, "6s"), (90, "1m30s"), (0, "0ms")])
 def test_duration_format(seconds, text):
     assert duration_header(seconds) == text
+
+
+def test_concurrent_requests_per_key_are_capped_and_freed_when_they_finish(clock):
+    from serve_app.security.rate_limit import LEASE_S
+
+    limiter, limits = RateLimiter(clock), RateLimits(max_concurrent_requests=2)
+    first, second, third = (limiter.admit("k", limits) for _ in range(3))
+    assert first.allowed and second.allowed and not third.allowed
+    assert third.limit_name == "concurrent requests" and "at most 2" in third.detail
+    assert limiter.admit("other", limits).allowed  # per key
+    limiter.charge("k", limits, lease=first.lease)
+    assert limiter.in_flight("k") == 1 and limiter.admit("k", limits).allowed
+    clock.now += LEASE_S + 1  # a gateway that died never releases: its places lapse
+    assert limiter.in_flight("k") == 0
+
+
+def test_tokens_are_reserved_before_work_and_settled_with_real_usage(clock):
+    limiter, limits = RateLimiter(clock), RateLimits(tokens_per_minute=100)
+    assert limiter.reserve("k", limits, 80).allowed
+    refused = limiter.reserve("k", limits, 30)  # 20 left: a second large request waits
+    assert not refused.allowed and refused.limit_name == "tokens per minute"
+    limiter.charge("k", limits, reserved_tokens=80, tokens=10)  # it used 10 of the 80 it held
+    assert limiter.reserve("k", limits, 85).allowed
+    assert limiter.usage()["k"]["tokens"] == 10  # usage counts what was used, not what was held
+
+
+def test_a_request_larger_than_the_whole_budget_is_refused_with_the_reason(clock):
+    limiter, limits = RateLimiter(clock), RateLimits(tokens_per_minute=100)
+    refused = limiter.reserve("k", limits, 500)
+    assert not refused.allowed and "over the limit of 100" in refused.detail

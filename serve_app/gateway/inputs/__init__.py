@@ -1,1 +1,1 @@
-"""Checks of client-sent images and audio, decided by their bytes, before any model work."""
+"""Checks of client-sent images, decided by their bytes, before any model work (audio: protocol/audio.py)."""

@@ -21,6 +21,18 @@ from serve_app.gateway.inputs.images import image_too_large
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# IPv6 ranges that carry or translate IPv4 (or are deprecated), refused whatever they embed: a NAT64 gateway,
+# a 6to4 relay or a Teredo server could otherwise reach an internal IPv4 address on our behalf.
+_SPECIAL_V6 = [ipaddress.ip_network(n) for n in (
+    "64:ff9b::/96",  # NAT64 well-known prefix
+    "64:ff9b:1::/48",  # NAT64 local-use prefix
+    "2002::/16",  # 6to4
+    "2001::/32",  # Teredo
+    "::/96",  # IPv4-compatible (deprecated)
+    "fec0::/10",  # site-local (deprecated)
+    "100::/64",  # discard-only
+)]
+
 
 class ImageFetcher:
     def __init__(self, max_bytes: int, timeout_s: float, max_redirects: int, allow: list[str]) -> None:
@@ -46,10 +58,7 @@ class ImageFetcher:
 
     async def _follow(self, url: str, param: str) -> bytes:
         for _ in range(self.max_redirects + 1):
-            target = httpx.URL(url)
-            if target.scheme not in ("http", "https") or not target.host:
-                raise InvalidRequest("Image URLs must be http(s):// addresses or data:image/...;base64 URIs.",
-                                     param=param, code="invalid_image_url")
+            target = _parsed(url, param)
             address = await self._checked_address(target, param)
             pinned = target.copy_with(host=str(address))
             host_header = target.host if target.port is None else f"{target.host}:{target.port}"
@@ -58,7 +67,7 @@ class ImageFetcher:
             response = await self._client.send(request, stream=True)
             try:
                 if response.is_redirect and "location" in response.headers:
-                    url = str(target.join(response.headers["location"]))
+                    url = _joined(target, response.headers["location"], param)
                     continue
                 if response.status_code != 200:
                     raise _fetch_error(f"{_shown(url)} answered HTTP {response.status_code}", param)
@@ -75,8 +84,8 @@ class ImageFetcher:
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            raise _fetch_error(f"the host {url.host!r} could not be resolved", param) from None
+        except (OSError, UnicodeError):  # UnicodeError: a name the IDNA codec refuses (empty or long labels)
+            raise _fetch_error(f"the host {_printable(url.host)!r} could not be resolved", param) from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
         # Every answer must pass: otherwise a name with one public and one internal address slips through.
         for address in addresses:
@@ -89,12 +98,45 @@ class ImageFetcher:
     def _allowed(self, host: str, address: Address) -> bool:
         if host in self.allowed_hosts or any(address in net for net in self.allowed_networks):
             return True
-        mapped = getattr(address, "ipv4_mapped", None)
-        plain = mapped or address
-        return plain.is_global and not plain.is_multicast
+        return is_public_address(address)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def is_public_address(address: Address) -> bool:
+    """A global unicast address that embeds no internal one (IPv4-mapped, 6to4, Teredo, NAT64 are refused or
+    judged by the IPv4 address they carry)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [a for a in (address.ipv4_mapped, address.sixtofour, address.teredo and address.teredo[1]) if a]
+        if any(not is_public_address(a) for a in embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        if any(address in net for net in _SPECIAL_V6):
+            return False
+    return address.is_global and not address.is_multicast
+
+
+def _parsed(url: str, param: str) -> httpx.URL:
+    """An http(s) URL with a host, or a 400: every parse failure (bad IPv6 brackets, octal IPv4, empty or
+    over-long labels, invalid IDNA, control characters) is the client's error."""
+    try:
+        target = httpx.URL(url)
+        host = target.host
+    except (httpx.InvalidURL, ValueError, UnicodeError):  # UnicodeError: IDNA labels empty or too long
+        raise InvalidRequest(f"Invalid image URL: {_shown(url)}", param=param, code="invalid_image_url") from None
+    if target.scheme not in ("http", "https") or not host:
+        raise InvalidRequest("Image URLs must be http(s):// addresses or data:image/...;base64 URIs.",
+                             param=param, code="invalid_image_url")
+    return target
+
+
+def _joined(base: httpx.URL, location: str, param: str) -> str:
+    try:
+        return str(base.join(location))
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        raise _fetch_error("the server redirected to an invalid URL", param) from None
 
 
 def _is_network(entry: str) -> bool:
@@ -106,9 +148,16 @@ def _is_network(entry: str) -> bool:
 
 
 def _shown(url: str) -> str:
-    """The URL as echoed in errors: without query string or credentials, and short."""
-    parsed = httpx.URL(url)
-    return str(parsed.copy_with(query=None, fragment=None, userinfo=b""))[:200]
+    """The URL as echoed in errors: without query string or credentials, short, and printable."""
+    try:
+        shown = str(httpx.URL(url).copy_with(query=None, fragment=None, userinfo=b""))
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        shown = url.split("?", 1)[0].rsplit("@", 1)[-1] if "://" not in url else url.split("?", 1)[0]
+    return _printable(shown)[:200]
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _fetch_error(reason: str, param: str) -> InvalidRequest:

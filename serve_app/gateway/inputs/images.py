@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import re
 import warnings
@@ -21,7 +22,8 @@ _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+
 @dataclass(frozen=True)
 class ImageLimits:
     max_bytes: int
-    max_pixels: int
+    max_pixels: int  # per image
+    max_request_pixels: int  # all images of one request together: bounds what the replica decodes
 
 
 @dataclass(frozen=True)
@@ -72,21 +74,45 @@ def decode_data_uri(url: str, max_bytes: int, param: str) -> bytes:
     return data
 
 
-def check_image(data: bytes, limits: ImageLimits, param: str) -> CheckedImage:
-    """Format, byte size, pixel count (read from the header, before decoding any pixels) and integrity."""
+def inspect_image(data: bytes, limits: ImageLimits, param: str) -> CheckedImage:
+    """Format, byte size and pixel count, read from the header before any pixel is decoded."""
     if len(data) > limits.max_bytes:
         raise image_too_large(limits.max_bytes, param)
     image_format = sniff_image(data, param)
+    with _pillow_errors(image_format, limits, param) as image_module:
+        with image_module.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    if width * height > limits.max_pixels:
+        raise _too_many_pixels(width, height, limits.max_pixels, param)
+    return CheckedImage(data, image_format, width, height)
+
+
+def decode_image(image: CheckedImage, limits: ImageLimits, param: str) -> None:
+    """Decode every pixel once, as the model replica will: structure, checksums, compressed data and trailing
+    chunks (Pillow's `verify` alone checks nothing for JPEG, GIF or WEBP). Raises a 400 for any damage."""
+    with _pillow_errors(image.format, limits, param) as image_module:
+        with image_module.open(io.BytesIO(image.data)) as opened:
+            opened.verify()
+        with image_module.open(io.BytesIO(image.data)) as opened:
+            opened.load()
+
+
+def check_image(data: bytes, limits: ImageLimits, param: str) -> CheckedImage:
+    """Both checks on one image: the header, then every pixel."""
+    image = inspect_image(data, limits, param)
+    decode_image(image, limits, param)
+    return image
+
+
+@contextlib.contextmanager
+def _pillow_errors(image_format: str, limits: ImageLimits, param: str):
+    """Pillow, with its decompression-bomb warning as an error and every decoding failure as a 400."""
     from PIL import Image  # the gateway's only imaging dependency, loaded on the first image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > limits.max_pixels:
-                    raise _too_many_pixels(width, height, limits.max_pixels, param)
-                image.verify()  # structure and checksums, without decoding every pixel
+            yield Image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(0, 0, limits.max_pixels, param) from None
     except InvalidRequest:
@@ -94,7 +120,6 @@ def check_image(data: bytes, limits: ImageLimits, param: str) -> CheckedImage:
     except Exception:  # noqa: BLE001 Pillow raises many types for broken files; none of them should reach the client
         raise InvalidRequest(f"The image could not be decoded: it is corrupt or truncated {image_format} data.",
                              param=param, code="invalid_image") from None
-    return CheckedImage(data, image_format, width, height)
 
 
 def _too_many_pixels(width: int, height: int, limit: int, param: str) -> InvalidRequest:

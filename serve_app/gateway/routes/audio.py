@@ -10,13 +10,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serve_app.contract import ChunkTranscript
 from serve_app.errors import InvalidRequest
-from serve_app.gateway.body import read_capped, replay, too_large
+from serve_app.gateway.body import BodyDeadline, read_capped, replay, too_large
 from serve_app.gateway.context import Usage, context_of
-from serve_app.gateway.inputs.audio import sniff_audio
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.streaming import sse_response
 from serve_app.protocol import transcript_formats as fmt
-from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.audio import TranscriptionRequest, sniff_audio
 from serve_app.protocol.validation import parse_model
 
 FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
@@ -41,15 +40,17 @@ async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[
 
 
 class TranscriptionRoute:
-    def __init__(self, registry: ModelRegistry, max_audio_bytes: int) -> None:
+    def __init__(self, registry: ModelRegistry, max_audio_bytes: int, deadline: BodyDeadline) -> None:
         self.registry = registry
         self.max_audio_bytes = max_audio_bytes
+        self.deadline = deadline
 
     async def handle(self, request: Request) -> Response:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise InvalidRequest("Send the audio as multipart/form-data with a `file` field.", param="file")
         context = context_of(request)
-        raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD)
+        raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD,
+                                deadline=self.deadline)
         audio, fields = await self._parse_form(Request(request.scope, replay(raw)))
         req = parse_model(TranscriptionRequest, fields)
         model = self.registry.for_caller(context, req.model, "transcription")

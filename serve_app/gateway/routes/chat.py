@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from serve_app.contract import GenerationStep
-from serve_app.gateway.body import read_json
+from serve_app.gateway.body import JSONLimits, read_json
 from serve_app.gateway.context import Usage, context_of
 from serve_app.gateway.inputs.image_parts import ImageInputs
 from serve_app.gateway.registry import ModelRegistry
@@ -26,20 +26,21 @@ from serve_app.protocol.validation import parse_model
 
 
 class ChatRoute:
-    def __init__(self, registry: ModelRegistry, max_body_bytes: int, images: ImageInputs) -> None:
+    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits, images: ImageInputs) -> None:
         self.registry = registry
-        self.max_body_bytes = max_body_bytes
+        self.body_limits = body_limits
         self.images = images
 
     async def handle(self, request: Request) -> Response:
         context = context_of(request)
-        chat = parse_model(ChatCompletionRequest, await read_json(request, self.max_body_bytes))
+        chat = parse_model(ChatCompletionRequest, await read_json(request, self.body_limits))
         model = self.registry.for_caller(context, chat.model, "chat")
         context.sampling = chat.sampling_summary()
         if chat.image_count():
             model.require("image")
             chat = await self.images.resolve(chat, model.limits["max_images_per_request"])
             context.usage.images = chat.image_count()
+        await context.reserve_tokens(chat.token_estimate())  # before any model work: 429 if over budget
         await self.registry.warm(model)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
