@@ -106,12 +106,29 @@ def probe(audio: bytes, max_seconds: float, budget: DecodeBudget) -> Probe:
 def _stated_seconds(container, stream, audio: bytes) -> float | None:
     """Duration from the headers, unless FFmpeg could only estimate it from the bitrate (an mp3 without a
     Xing/Info/VBRI frame: a variable-bitrate file would look truncated)."""
-    if sniff_audio(audio) in ("mp3", "mpeg") and not _has_vbr_header(audio):
+    kind = sniff_audio(audio)
+    if kind in ("mp3", "mpeg") and not _has_vbr_header(audio):
         return None
+    if kind == "wav":  # FFmpeg sizes a wav by the bytes present; its header states the real length
+        return _wav_stated_seconds(audio)
     if container.duration:
         return container.duration / av.time_base
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
+    return None
+
+
+def _wav_stated_seconds(audio: bytes) -> float | None:
+    """Length the RIFF header promises: the `data` chunk's size over the `fmt ` chunk's byte rate."""
+    byte_rate, at = 0, 12
+    while at + 8 <= len(audio):
+        kind, size = audio[at:at + 4], int.from_bytes(audio[at + 4:at + 8], "little")
+        if kind == b"fmt " and size >= 12:
+            byte_rate = int.from_bytes(audio[at + 16:at + 20], "little")
+        elif kind == b"data":
+            streaming = size in (0, 0xFFFFFFFF)  # writers that did not know the length leave these
+            return None if streaming or not byte_rate else size / byte_rate
+        at += 8 + size + (size & 1)
     return None
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ModelKind = Literal["text", "multimodal", "speech"]
-EngineName = Literal["transformers", "vllm", "faster-whisper"]
+EngineName = Literal["transformers", "vllm", "faster-whisper", "synthetic"]
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,9 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "text": Kind(frozenset({"transformers", "vllm"}), frozenset({"chat"}), ("text",)),
-    "multimodal": Kind(frozenset({"transformers", "vllm"}), frozenset({"chat", "image"}), ("text", "image")),
+    "text": Kind(frozenset({"transformers", "vllm", "synthetic"}), frozenset({"chat"}), ("text",)),
+    "multimodal": Kind(frozenset({"transformers", "vllm", "synthetic"}), frozenset({"chat", "image"}),
+                       ("text", "image")),
     "speech": Kind(frozenset({"faster-whisper"}), frozenset({"transcription"}), ("audio",)),
 }
 # Accepted upload formats, decided by the bytes (the guide's lists; ogg and flac decode as well).
@@ -111,7 +112,7 @@ class ModelConfig(_Strict):
     id: str = Field(description="Stable public model id, as listed by GET /v1/models.")
     kind: ModelKind = Field(description="text, multimodal (text+image) or speech (transcription).")
     engine: EngineName = Field(description="Inference engine that runs the model.")
-    source: ModelSource = Field(description="Where to load the weights from.")
+    source: ModelSource | None = Field(None, description="Where to load the weights from (not for `synthetic`).")
     owned_by: str = Field("self-hosted", description="`owned_by` shown in /v1/models.")
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="Engine-specific options, passed to the engine unchanged."
@@ -142,6 +143,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"model id {self.id!r} must be 1-128 chars of letters, digits and . _ : / -")
         if self.engine not in KINDS[self.kind].engines:
             raise ValueError(f"engine {self.engine!r} cannot serve kind {self.kind!r}")
+        if (self.source is None) != (self.engine == "synthetic"):
+            raise ValueError("`source` is required, except for the synthetic engine (which loads no weights)")
         if self.kind == "speech" and self.splitting is None:
             object.__setattr__(self, "splitting", SpeechSplitting())
         if self.kind != "speech" and self.splitting is not None:

@@ -9,8 +9,12 @@ from serve_app.config import ModelConfig
 
 
 def create_text_engine(config: ModelConfig) -> TextEngine:
-    path = model_source.as_transformers_checkpoint(model_source.resolve(config.source))
     options = parse_engine_options(config.engine, config.engine_options)
+    if config.engine == "synthetic":
+        from deployments.engines.synthetic import SyntheticEngine
+
+        return SyntheticEngine(options)
+    path = model_source.as_transformers_checkpoint(model_source.resolve(config.source))
     multimodal = config.kind == "multimodal"
     if config.engine == "vllm":
         from deployments.engines.vllm_engine import VLLMEngine

@@ -45,7 +45,16 @@ class WhisperOptions(_Options):
     vad_filter: bool = Field(True, description="Skip silence (without it silence turns into invented words).")
 
 
+class SyntheticOptions(_Options):
+    """synthetic engine (no model: measurement and generated-input tests)."""
+
+    tokens_per_s: float = Field(0.0, ge=0, description="Words emitted per second per request (0: no pause).")
+    default_max_tokens: int = Field(16, ge=1, description="Completion length when the request gives none.")
+    max_model_len: int = Field(2048, ge=16, description="Context length it pretends to have.")
+
+
 OPTIONS_BY_ENGINE: dict[str, type[BaseModel]] = {
+    "synthetic": SyntheticOptions,
     "transformers": HFEngineOptions,
     "vllm": VLLMOptions,
     "faster-whisper": WhisperOptions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,6 +26,7 @@ from serve_app.gateway.middleware import (
     RateLimitMiddleware,
     RequestContextMiddleware,
 )
+from serve_app.gateway.openapi import openapi_document
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.routes.audio import TranscriptionRoute
 from serve_app.gateway.routes.chat import ChatRoute
@@ -40,6 +42,19 @@ async def _health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+def _openapi_route() -> Route:
+    try:
+        version = importlib.metadata.version("ray-openai-endpoint")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        version = "0"
+    document = openapi_document(version)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    return Route("/openapi.json", openapi, methods=["GET"])
+
+
 def _image_inputs(limits: LimitsConfig) -> ImageInputs:
     fetch = limits.image_fetch
     return ImageInputs(ImageLimits(limits.max_image_bytes, limits.max_image_pixels, limits.max_request_pixels),
@@ -51,10 +66,11 @@ def _body_deadline(limits: LimitsConfig) -> BodyDeadline:
 
 
 def _public_routes() -> list[Route]:
-    """Served without an API key: health and the playground's static page."""
+    """Served without an API key: health, the API's description and the playground's static page."""
     playground = PlaygroundRoute()
     return [
         Route("/health", _health, methods=["GET"]),
+        _openapi_route(),
         Route("/", playground.root, methods=["GET"]),
         Route("/playground", playground.page, methods=["GET"]),
         Route("/playground/{name:path}", playground.asset, methods=["GET"]),  # unknown names: 404

@@ -39,6 +39,23 @@ def test_batched_rows_match_solo_greedy_output(hf_engine):
     assert solo == together
 
 
+def test_n_copies_of_a_prompt_are_prefilled_once_and_each_generates_what_it_would_alone(hf_engine, monkeypatch):
+    prefilled_rows = []
+    forward = hf_engine.model.forward
+
+    def counting(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:  # a prefill (decode steps feed one token per row)
+            prefilled_rows.append(ids.shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(hf_engine.model, "forward", counting)
+    four = asyncio.run(collect(hf_engine.generate(chat(temperature=0, max_tokens=12, n=4)), 4))
+    one = asyncio.run(collect(hf_engine.generate(chat(temperature=0, max_tokens=12)), 1))
+    assert prefilled_rows == [1, 1]
+    assert [text for text, _, _ in four.choices] == [one.choices[0][0]] * 4
+
+
 def test_context_overflow_raises_400(hf_engine):
     with pytest.raises(InvalidRequest) as err:
         asyncio.run(collect(hf_engine.generate(chat(max_tokens=hf_engine.max_model_len)), 1))

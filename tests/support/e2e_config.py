@@ -33,4 +33,5 @@ def e2e_config(config: dict) -> None:
     args["models"].append({**chat, "id": ONE_SLOT_MODEL,
                            "engine_options": {**chat["engine_options"], "torch_threads": 1},
                            "deployment": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1,
-                                          "ray_actor_options": {"num_cpus": 0.1}}})
+                                          # no CPU reserved: a replacement always fits (test_faults kills it)
+                                          "ray_actor_options": {"num_cpus": 0}}})

@@ -78,3 +78,15 @@ def test_broken_serve_config_variants_fail(break_it):
     with pytest.raises((pydantic.ValidationError, pydantic.v1.ValidationError)):
         ServeDeploySchema.model_validate(config)
         AppArgs.model_validate(config["applications"][0]["args"])
+
+
+def test_the_dashboard_and_jobs_api_listen_on_loopback_only():
+    head_start = " ".join(CLUSTER["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
+
+
+def test_the_tls_example_bounds_slow_clients_and_streams_unbuffered():
+    conf = (REPO / "config" / "nginx-tls.conf").read_text()
+    for directive in ("ssl_certificate ", "client_header_timeout", "client_body_timeout", "proxy_buffering off",
+                      "proxy_pass http://ray_serve"):
+        assert directive in conf, directive

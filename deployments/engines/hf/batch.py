@@ -30,11 +30,15 @@ class RunningBatch:
     @classmethod
     def prefill(cls, model, prompts: list[list[int]], params: list[SamplingParams], pad_id: int,
                 vision: dict | None = None) -> RunningBatch:
-        """`vision`: pixel inputs of the one prompt given (a vision-language model's image placeholders)."""
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for r, prompt in enumerate(prompts):
+        """`vision`: pixel inputs of the one distinct prompt given (a vision-language model's image placeholders).
+
+        Identical prompts (a request's `n` choices) are prefilled once and their cache copied: `n` costs one
+        prefill, not `n`."""
+        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+        width = max(len(p) for p in distinct)
+        input_ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(distinct), width), dtype=torch.long)
+        for r, prompt in enumerate(distinct):
             input_ids[r, width - len(prompt):] = torch.tensor(prompt)
             attention[r, width - len(prompt):] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
@@ -42,6 +46,10 @@ class RunningBatch:
         # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab floats).
         logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
                        use_cache=True, logits_to_keep=1, **(vision or {})).logits[:, -1, :].float()
+        if len(distinct) < len(prompts):  # one row per sequence again, copies sharing their prefill
+            index = torch.tensor([distinct.index(tuple(p)) for p in prompts], dtype=torch.long)
+            cache.batch_select_indices(index)
+            attention, positions, logits = attention[index], positions[index], logits[index]
         sampler = BatchSampler(params, prompts, logits.shape[-1])
         return cls(cache, attention, positions[:, -1] + 1, logits, sampler)
 

@@ -165,8 +165,11 @@ class HFTextEngine(TextEngine):
 
     def _join(self, jobs: list[_Job]) -> None:
         new_rows = [(job, seq) for job in jobs for seq in job.sequences]
-        # Text-only prompts prefill together; a prompt with images prefills alone (its pixel inputs are per row).
-        groups = [[r for r in new_rows if r[1].vision is None]] + [[r] for r in new_rows if r[1].vision is not None]
+        # Text-only prompts prefill together; a prompt with images prefills alone with its own pixel inputs (its
+        # request's `n` copies together: they share one prefill).
+        groups = [[r for r in new_rows if r[1].vision is None]] + [
+            [r for r in new_rows if r[0] is job] for job in jobs
+            if any(seq.vision is not None for seq in job.sequences)]
         try:
             fresh = [RunningBatch.prefill(self.model, [s.prompt_ids for _, s in group], [s.params for _, s in group],
                                           self._pad, group[0][1].vision) for group in groups if group]

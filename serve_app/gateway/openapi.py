@@ -1,0 +1,130 @@
+"""The endpoint's OpenAPI 3.1 document (GET /openapi.json): request bodies generated from the pydantic wire
+models the gateway validates with, responses and errors as the gateway renders them. Client generators use
+it, and the test suite sends thousands of requests generated from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.chat import ChatCompletionRequest
+
+REF = "#/components/schemas/{model}"
+ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret", "404": "Unknown model or route",
+          "408": "The request body arrived too slowly", "413": "File or body too large",
+          "415": "Unsupported file type", "429": "A rate limit is spent", "500": "Server error",
+          "503": "Model overloaded, starting, or unavailable; retry"}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type", "param", "code"],
+    "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "param": _NULLABLE_STRING,
+                   "code": _NULLABLE_STRING}}}}
+USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+         "properties": {k: {"type": "integer", "minimum": 0} for k in ("prompt_tokens", "completion_tokens",
+                                                                        "total_tokens")}}
+CHAT_COMPLETION = {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+                   "properties": {
+                       "id": {"type": "string"}, "object": {"const": "chat.completion"},
+                       "created": {"type": "integer"}, "model": {"type": "string"}, "usage": USAGE,
+                       "choices": {"type": "array", "items": {
+                           "type": "object", "required": ["index", "message", "finish_reason"],
+                           "properties": {"index": {"type": "integer"},
+                                          "message": {"type": "object", "required": ["role", "content"],
+                                                      "properties": {"role": {"const": "assistant"},
+                                                                     "content": _NULLABLE_STRING}},
+                                          "logprobs": {"type": ["object", "null"]},
+                                          "finish_reason": {"enum": ["stop", "length", None]}}}}}}
+MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
+         "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+                        "owned_by": {"type": "string"}, "kind": {"enum": ["text", "multimodal", "speech"]},
+                        "capabilities": {"type": "object"}, "limits": {"type": "object"},
+                        "status": {"enum": ["ready", "cold"]}}}
+MODEL_LIST = {"type": "object", "required": ["object", "data"],
+              "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"$ref": REF.format(
+                  model="Model")}}}}
+# One server-sent event: `data:` holds a JSON chunk (or `[DONE]`; an error event holds the error envelope).
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"},
+                                                                      "event": {"type": "string"}}}
+TRANSCRIPTION = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
+
+
+def _errors(*codes: str) -> dict:
+    return {code: {"description": ERRORS[code], "content": {"application/json": {
+        "schema": {"$ref": REF.format(model="Error")}}}} for code in codes}
+
+
+def _json(schema_ref: str, description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=schema_ref)}}}}
+
+
+def _request_schemas() -> dict[str, Any]:
+    """Components for the wire models: each model's schema, its nested definitions hoisted beside it."""
+    schemas: dict[str, Any] = {}
+    for model in (ChatCompletionRequest, TranscriptionRequest):
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    form = schemas["TranscriptionRequest"]
+    form["properties"].pop("filename", None)  # taken from the upload, not a form field
+    granularities = form["properties"].pop("timestamp_granularities")
+    form["properties"]["timestamp_granularities[]"] = granularities
+    form["properties"]["file"] = {"type": "string", "format": "binary",
+                                  "description": "mp3, mp4, mpeg, mpga, m4a, wav, webm, ogg or flac; 25 MB at most"}
+    form["required"] = ["file", "model"]
+    return schemas
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    authenticated = [{"bearer": []}, {"apiKey": []}]
+    api_errors = ("400", "401", "404", "408", "413", "429", "500", "503")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Self-hosted OpenAI-compatible endpoint", "version": version,
+                 "description": "Chat (text and images) and speech recognition behind one URL and API secret."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {**_request_schemas(), "Error": ERROR, "ChatCompletion": CHAT_COMPLETION, "Model": MODEL,
+                        "ModelList": MODEL_LIST, "Transcription": TRANSCRIPTION},
+        },
+        "security": authenticated,
+        "paths": {
+            "/health": {"get": {"operationId": "health", "security": [], "responses": {"200": {
+                "description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "security": [], "responses": {"200": {
+                "description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/v1/models": {"get": {"operationId": "listModels", "responses": {
+                "200": _json("ModelList", "Models this key may use"), **_errors("401", "429", "500", "503")}}},
+            "/v1/models/{model_id}": {"get": {
+                "operationId": "retrieveModel",
+                "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json("Model", "One model"), **_errors("401", "404", "429", "500", "503")}}},
+            "/v1/chat/completions": {"post": {
+                "operationId": "createChatCompletion",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="ChatCompletionRequest")}}}},
+                "responses": {"200": {"description": "A completion, or with `stream: true` server-sent events",
+                                      "content": {"application/json": {"schema": {"$ref": REF.format(
+                                          model="ChatCompletion")}},
+                                                  "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/audio/transcriptions": {"post": {
+                "operationId": "createTranscription",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {
+                    "schema": {"$ref": REF.format(model="TranscriptionRequest")}}}},
+                "responses": {"200": {"description": "The transcript in the requested format",
+                                      "content": {"application/json": {"schema": {"$ref": REF.format(
+                                          model="Transcription")}},
+                                                  "text/plain": {"schema": {"type": "string"}},
+                                                  "text/vtt": {"schema": {"type": "string"}},
+                                                  "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/usage": {"get": {"operationId": "usage", "responses": {
+                "200": {"description": "Usage per key since start (admin keys)",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "403": _errors("400")["400"] | {"description": "Not an admin key"},
+                **_errors("401", "429", "500", "503")}}},
+        },
+    }
