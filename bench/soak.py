@@ -49,8 +49,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def memory(session_id: int) -> dict[str, float]:
-    return {name: round(sum(rss_mb(p) for p in pids), 1) for name, pids in sorted(serve_processes(session_id).items())}
+def memory(session_id: int) -> dict[str, dict]:
+    """Per deployment (or Serve process): replica count and their RSS summed."""
+    return {name: {"replicas": len(pids), "rss_mb": round(sum(rss_mb(p) for p in pids), 1)}
+            for name, pids in sorted(serve_processes(session_id).items())}
 
 
 async def stream_once(client: httpx.AsyncClient, max_tokens: int) -> tuple[bool, float, str]:
@@ -72,16 +74,25 @@ async def stream_once(client: httpx.AsyncClient, max_tokens: int) -> tuple[bool,
         return False, time.perf_counter() - started, type(exc).__name__
 
 
-async def soak(url: str, streams: int, seconds: float, max_tokens: int) -> dict:
+async def soak(url: str, streams: int, seconds: float, max_tokens: int, session_id: int,
+               sample_every_s: float = 30.0) -> dict:
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
     results: list[tuple[bool, float, str]] = []
-    ends = time.monotonic() + seconds
+    samples: list[dict] = []
+    started = time.monotonic()
+    ends = started + seconds
+
+    async def sample_memory() -> None:  # RSS over time: a leak keeps growing, warm-up levels off
+        while time.monotonic() < ends:
+            samples.append({"t_s": round(time.monotonic() - started), "requests": len(results),
+                            "memory": await asyncio.to_thread(memory, session_id)})
+            await asyncio.sleep(sample_every_s)
     async with httpx.AsyncClient(base_url=url, headers={"x-api-key": KEY}, timeout=600, limits=limits) as client:
         async def worker() -> None:
             while time.monotonic() < ends:
                 results.append(await stream_once(client, max_tokens))
 
-        await asyncio.gather(*(worker() for _ in range(streams)))
+        await asyncio.gather(sample_memory(), *(worker() for _ in range(streams)))
     latencies = sorted(latency for ok, latency, _ in results if ok)
     errors = [why for ok, _, why in results if not ok]
     return {
@@ -89,6 +100,7 @@ async def soak(url: str, streams: int, seconds: float, max_tokens: int) -> dict:
         "latency_p50_s": round(statistics.median(latencies), 2) if latencies else None,
         "latency_p99_s": round(latencies[int(0.99 * (len(latencies) - 1))], 2) if latencies else None,
         "requests_per_s": round(len(results) / seconds, 2),
+        "memory_samples": samples,
     }
 
 
@@ -107,16 +119,18 @@ def main() -> None:
     subprocess.run(["espeak-ng", "-w", str(audio), "hello"], check=True)
     with ServeRun([KEY], workdir / "serve-run.log", Path(args.config)) as server:
         warm_up(server.url, KEY, [CHAT_MODEL], SPEECH_MODEL, audio)
-        before = memory(server.proc.pid)
-        result = asyncio.run(soak(server.url, args.streams, args.seconds, args.max_tokens))
-        after = memory(server.proc.pid)
-    report = {"settings": vars(args), "cpu_count": os.cpu_count(), **result,
-              "rss_mb": {name: {"start": before.get(name), "end": after.get(name)} for name in sorted(after)}}
+        result = asyncio.run(soak(server.url, args.streams, args.seconds, args.max_tokens, server.proc.pid))
+        result["memory_samples"].append({"t_s": round(args.seconds), "requests": result["requests"],
+                                         "memory": memory(server.proc.pid)})
+    report = {"settings": vars(args), "cpu_count": os.cpu_count(), **result}
     print(f"{args.streams} streams x {args.seconds:g} s, {args.max_tokens} tokens each: {result['requests']} requests, "
           f"{result['errors']} errors, p50 {result['latency_p50_s']} s, p99 {result['latency_p99_s']} s")
-    print(f"{'process':<40} {'RSS start MB':>12} {'RSS end MB':>12}")
-    for name, rss in report["rss_mb"].items():
-        print(f"{name:<40} {rss['start'] or 0:>12.1f} {rss['end'] or 0:>12.1f}")
+    samples = result["memory_samples"]
+    times = [s["t_s"] for s in samples]
+    print(f"{'RSS MB (replicas) at t =':<34}" + "".join(f"{t:>11}s" for t in times))
+    for name in sorted(samples[-1]["memory"]):
+        cells = [s["memory"].get(name) for s in samples]
+        print(f"{name:<34}" + "".join(f"{c['rss_mb']:>8.1f} ({c['replicas']})" if c else f"{'-':>12}" for c in cells))
     Path(args.out).write_text(json.dumps(report, indent=2))
 
 
