@@ -127,6 +127,9 @@ class ModelConfig(_Strict):
         4, ge=1, description="Multimodal models only: most images in one chat request."
     )
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
+    tool_parser: Literal["hermes", "llama3_json", "mistral"] = Field(
+        "hermes", description="How this model writes tool calls when it may choose (`tool_choice: auto`): "
+        "hermes (Qwen, Hermes, and the fallback prompt for templates without tools), llama3_json, mistral.")
 
     @property
     def scales_to_zero(self) -> bool:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 from jinja2 import TemplateError
 
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart
+from serve_app.protocol.tools import tool_prompt
 
 # No tokenizer packs more characters than this into one token in practice, so longer prompts cannot fit and
 # are refused before spending time tokenizing them.
@@ -25,34 +27,85 @@ def template_role(message: ChatMessage) -> str:
     return "system" if message.role == "developer" else message.role
 
 
-def chat_messages(request: ChatCompletionRequest) -> list[dict]:
-    """Plain-text messages for a tokenizer's chat template."""
-    return [{"role": template_role(m), "content": m.text()} for m in request.messages]
+def knows_tools(template_owner) -> bool:
+    """Whether the model's chat template renders a `tools` list (Qwen, Llama 3.1+, Mistral, Hermes do)."""
+    template = getattr(template_owner, "chat_template", None) or ""
+    return "tools" in (template if isinstance(template, str) else json.dumps(template))
+
+
+def _tool_turns(message: ChatMessage, native: bool) -> dict:
+    """An assistant message's tool calls: structured for templates that know tools, else as the hermes text the
+    fallback system prompt taught the model."""
+    calls = [(c.function.name, _arguments(c.function.arguments)) for c in message.tool_calls or []]
+    if native:
+        return {"tool_calls": [{"type": "function", "function": {"name": name, "arguments": args}}
+                               for name, args in calls]}
+    blocks = "\n".join(f"<tool_call>\n{json.dumps({'name': name, 'arguments': args})}\n</tool_call>"
+                        for name, args in calls)
+    return {"content": "\n".join(part for part in (message.text(), blocks) if part)}
+
+
+def _arguments(raw: str):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw  # the client's history as it sent it
+
+
+def _with_tool_prompt(messages: list[dict], request: ChatCompletionRequest) -> list[dict]:
+    """The tools described in the system message, for templates that know no tools."""
+    prompt = tool_prompt(request.offered_tools())
+    if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
+        return [{**messages[0], "content": messages[0]["content"] + "\n\n" + prompt}] + messages[1:]
+    return [{"role": "system", "content": prompt}] + messages
+
+
+def chat_messages(request: ChatCompletionRequest, native_tools: bool = False) -> list[dict]:
+    """Plain-text messages for a tokenizer's chat template, tool calls and results included."""
+    messages = []
+    for m in request.messages:
+        turn = {"role": template_role(m), "content": m.text()}
+        if m.tool_calls:
+            turn.update(_tool_turns(m, native_tools))
+        if m.tool_call_id is not None:
+            turn["tool_call_id"] = m.tool_call_id
+        messages.append(turn)
+    if request.offered_tools() and not native_tools:
+        messages = _with_tool_prompt(messages, request)
+    return messages
 
 
 def processor_messages(request: ChatCompletionRequest) -> list[dict]:
     """Part-list messages for a processor's chat template (`{"type": "image"}` where each image was)."""
     messages = []
     for m in request.messages:
-        if isinstance(m.content, str):
-            parts = [{"type": "text", "text": m.content}]
+        if m.content is None or isinstance(m.content, str):
+            parts = [{"type": "text", "text": m.text()}]
         else:
             parts = [{"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
                      for p in m.content]
+        if m.tool_calls:  # vision templates know no tools: the calls as text
+            parts.append({"type": "text", "text": _tool_turns(m, False)["content"]})
         messages.append({"role": template_role(m), "content": parts})
+    if request.offered_tools():
+        messages = [{"role": "system", "content": [{"type": "text", "text": tool_prompt(request.offered_tools())}]},
+                    *messages]
     return messages
 
 
-def apply_template(template_owner, messages: list[dict]) -> str:
+def apply_template(template_owner, messages: list[dict], tools: list[dict] | None = None) -> str:
     """Prompt text from a tokenizer's or processor's chat template; a template's refusal is a 400."""
+    extra = {"tools": tools} if tools else {}
     try:
-        return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
     except TemplateError as exc:  # e.g. a template that insists on alternating roles
         raise InvalidRequest(f"This model's chat template rejected the messages: {exc}", param="messages") from None
 
 
 def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
-    return apply_template(tokenizer, chat_messages(request))
+    native = bool(request.offered_tools()) and knows_tools(tokenizer)
+    tools = [t.model_dump(exclude_none=True) for t in request.offered_tools()] if native else None
+    return apply_template(tokenizer, chat_messages(request, native), tools)
 
 
 def render_multimodal(processor, request: ChatCompletionRequest) -> str:

@@ -72,6 +72,7 @@ class VLLMEngine(TextEngine):
             max_tokens=completion_cap(request, self.max_model_len, prompt_len, self.default_max_tokens),
             logprobs=(request.top_logprobs or 0) if request.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=_structured(request),
         )
         completion_tokens = 0
         try:
@@ -100,6 +101,18 @@ class VLLMEngine(TextEngine):
             ids = self.tokenizer(text, add_special_tokens=False).input_ids
             return {"prompt_token_ids": ids}, len(ids)
         return {"prompt": text, "multi_modal_data": {"image": images}}, None
+
+
+def _structured(request: ChatCompletionRequest):
+    """vLLM's structured outputs (xgrammar, as the transformers engine uses) for a constrained answer."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    constraint = request.constraint()
+    if constraint is None:
+        return None
+    if constraint.schema is None:
+        return StructuredOutputsParams(json_object=True)
+    return StructuredOutputsParams(json=constraint.schema)
 
 
 def _logprob_entries(choice, top: int) -> list[dict]:

@@ -23,9 +23,12 @@ class ServedModel:
     limits: dict = field(default_factory=dict)  # input limits, shown in /v1/models
     deployment: str = ""  # its Serve deployment's name
     cold_start: ColdStart | None = None  # set when the deployment can scale to zero
+    tool_parser: str = "hermes"  # the model's own tool-call syntax (gateway/tool_calls.py)
 
     def card(self) -> dict:
-        return model_card(self.id, self.owned_by, self.kind, list(KINDS[self.kind].inputs), self.limits)
+        chat = "chat" in KINDS[self.kind].capabilities
+        features = {"tools": chat, "structured_outputs": chat, "reasoning": False}
+        return model_card(self.id, self.owned_by, self.kind, list(KINDS[self.kind].inputs), self.limits, features)
 
     def require(self, capability: str) -> None:
         if capability not in KINDS[self.kind].capabilities:
@@ -79,7 +82,7 @@ def _served(config: ModelConfig, backend: Any, limits: LimitsConfig) -> ServedMo
     if config.scales_to_zero:
         cold_start = ColdStart(config.id, config.cold_start.max_hold_s, config.cold_start.expected_s)
     return ServedModel(config.id, config.kind, config.owned_by, backend, _input_limits(config, limits),
-                       config.deployment_name, cold_start)
+                       config.deployment_name, cold_start, config.tool_parser)
 
 
 def _input_limits(model: ModelConfig, limits: LimitsConfig) -> dict:

@@ -6,11 +6,23 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.tools import (
+    Constraint,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    tool_calls_schema,
+)
 
 MAX_CHOICES = 8  # bounds the work one request can ask for
 MAX_STOP_CHARS = 256  # stop strings are matched against the text on every token
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap
+MAX_TOOLS = 128  # OpenAI's cap
 
 
 @dataclass(frozen=True)
@@ -57,11 +69,32 @@ ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class ChatMessage(_Wire):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, description="Assistant messages: the calls it made.")
+    tool_call_id: str | None = Field(None, description="Tool messages: the call this is the result of.")
+    # After role and tool_calls, so its check can read them.
+    content: str | list[ContentPart] | None = Field(None, validate_default=True)
+
+    @field_validator("content")
+    @classmethod
+    def _content_unless_tool_calls(cls, content, info: ValidationInfo):
+        if content is None and not (info.data.get("role") == "assistant" and info.data.get("tool_calls")):
+            # Null only in assistant messages that carry tool_calls; elsewhere it is missing.
+            raise PydanticCustomError("missing", "Field required")
+        return content
+
+    @model_validator(mode="after")
+    def _shape_per_role(self) -> ChatMessage:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if (self.tool_call_id is not None) != (self.role == "tool"):
+            raise ValueError("tool messages, and only they, need a tool_call_id")
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
@@ -69,10 +102,6 @@ class ChatMessage(_Wire):
 
 class StreamOptions(_Wire):
     include_usage: bool = False
-
-
-class ResponseFormat(_Wire):
-    type: Literal["text"] = Field(description="Only plain text; JSON modes are not supported.")
 
 
 class ChatCompletionRequest(_Wire):
@@ -96,6 +125,9 @@ class ChatCompletionRequest(_Wire):
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
                                      description="Also return this many most likely tokens at each position.")
     response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     user: str | None = None
 
     @field_validator("stop")
@@ -142,6 +174,54 @@ class ChatCompletionRequest(_Wire):
         """What the access log records about sampling (never message content)."""
         return {**asdict(self.sampling()), "max_tokens": self.token_budget(), "n": self.n}
 
+    def offered_tools(self) -> list[Tool]:
+        """Tools the model is told about (none when `tool_choice` is `none`)."""
+        return [] if not self.tools or self.tool_choice == "none" else list(self.tools)
+
+    def tool_mode(self) -> str:
+        """none, auto (the model may call), or forced (`required` or a named function: constrained)."""
+        if not self.offered_tools():
+            return "none"
+        return "auto" if self.tool_choice in (None, "auto") else "forced"
+
+    def constraint(self) -> Constraint | None:
+        """The JSON the answer must be, decoded under a grammar; None for free text."""
+        if self.tool_mode() == "forced":
+            tools = self.offered_tools()
+            if not isinstance(self.tool_choice, str):
+                tools = [t for t in tools if t.function.name == self.tool_choice.function.name]
+            return Constraint(tool_calls_schema(tools, self.parallel_tool_calls and len(tools) > 1), "tool_calls")
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":  # OpenAI's JSON mode: an object, not any JSON value
+            return Constraint({"type": "object"}, "json")
+        return Constraint(fmt.json_schema.schema_ if fmt.json_schema.schema_ is not None else {}, "json")
+
+    def check_tool_use(self) -> None:
+        """Cross-field rules, each a 400 naming its field."""
+        names = [t.function.name for t in self.tools or []]
+        if len(set(names)) != len(names):
+            raise InvalidRequest("Tool function names must be unique.", param="tools")
+        if isinstance(self.tool_choice, BaseModel) and self.tool_choice.function.name not in names:
+            raise InvalidRequest(f"tool_choice names function `{self.tool_choice.function.name}`, which is not "
+                                 "among the tools.", param="tool_choice")
+        if self.tool_choice not in (None, "none") and not names:
+            raise InvalidRequest("tool_choice is set but no tools are given.", param="tool_choice")
+        fmt = self.response_format
+        if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
+            raise InvalidRequest("response_format of type json_schema needs `json_schema`.",
+                                 param="response_format.json_schema")
+        if self.tool_mode() == "forced" and fmt is not None and fmt.type != "text":
+            raise InvalidRequest("A required or named tool_choice cannot be combined with a JSON response_format.",
+                                 param="response_format")
+        called: set[str] = set()
+        for i, message in enumerate(self.messages):
+            called.update(call.id for call in message.tool_calls or [])
+            if message.role == "tool" and message.tool_call_id not in called:
+                raise InvalidRequest(f"messages[{i}] answers tool call `{message.tool_call_id}`, which no earlier "
+                                     "assistant message made.", param=f"messages[{i}].tool_call_id")
+
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
@@ -173,22 +253,17 @@ def logprobs_body(entries: list[dict] | None) -> dict | None:
     return None if entries is None else {"content": entries, "refusal": None}
 
 
-def completion_body(
-    completion_id: str, model: str, choices: list[tuple[str, str | None, list[dict] | None]], usage: dict
-) -> dict:
+def completion_body(completion_id: str, model: str, answers: list, usage: dict) -> dict:
+    """`answers`: per choice, an answer (with `.message()` and `.finish_reason`) and its logprobs entries."""
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": logprobs_body(logprobs),
-                "finish_reason": finish,
-            }
-            for i, (text, finish, logprobs) in enumerate(choices)
+            {"index": i, "message": answer.message(), "logprobs": logprobs_body(logprobs),
+             "finish_reason": answer.finish_reason}
+            for i, (answer, logprobs) in enumerate(answers)
         ],
         "usage": usage,
     }

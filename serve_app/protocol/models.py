@@ -5,10 +5,12 @@ from __future__ import annotations
 CREATED = 1_700_000_000  # fixed: ids are stable across restarts, so is their creation stamp
 
 
-def model_card(model_id: str, owned_by: str, kind: str, inputs: list[str], limits: dict) -> dict:
-    """`kind`, `capabilities` and `limits` are extras (OpenAI clients ignore them; the playground adapts)."""
+def model_card(model_id: str, owned_by: str, kind: str, inputs: list[str], limits: dict,
+               features: dict[str, bool]) -> dict:
+    """`kind`, `capabilities` and `limits` are extras (OpenAI clients ignore them; the playground adapts).
+    `features`: tools, structured_outputs, reasoning."""
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": owned_by, "kind": kind,
-            "capabilities": {"input": inputs, "output": ["text"]}, "limits": limits}
+            "capabilities": {"input": inputs, "output": ["text"], **features}, "limits": limits}
 
 
 def model_list(cards: list[dict]) -> dict:

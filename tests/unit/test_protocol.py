@@ -46,7 +46,7 @@ def test_max_completion_tokens_wins_over_max_tokens():
     ({"model": "m", "messages": MSG, "top_k": 2**63}, "top_k", "Invalid value"),
     ({"model": "m", "messages": MSG, "top_logprobs": 2}, "top_logprobs", "logprobs must be set to true"),
     ({"model": "m", "messages": MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs", "less than or equal"),
-    ({"model": "m", "messages": MSG, "response_format": {"type": "json_object"}}, "response_format.type",
+    ({"model": "m", "messages": MSG, "response_format": {"type": "yaml"}}, "response_format.type",
      "Invalid value"),
 ])
 def test_bad_chat_bodies_name_the_param(body, param, fragment):

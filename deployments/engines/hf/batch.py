@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from deployments.engines.hf.grammar import Grammars
 from deployments.engines.hf.sampling import BatchSampler
 from serve_app.protocol.chat import SamplingParams
 
@@ -29,7 +30,8 @@ class RunningBatch:
 
     @classmethod
     def prefill(cls, model, prompts: list[list[int]], params: list[SamplingParams], pad_id: int,
-                vision: dict | None = None) -> RunningBatch:
+                vision: dict | None = None, matchers: list | None = None,
+                grammars: Grammars | None = None) -> RunningBatch:
         """`vision`: pixel inputs of the one distinct prompt given (a vision-language model's image placeholders).
 
         Identical prompts (a request's `n` choices) are prefilled once and their cache copied: `n` costs one
@@ -50,7 +52,7 @@ class RunningBatch:
             index = torch.tensor([distinct.index(tuple(p)) for p in prompts], dtype=torch.long)
             cache.batch_select_indices(index)
             attention, positions, logits = attention[index], positions[index], logits[index]
-        sampler = BatchSampler(params, prompts, logits.shape[-1])
+        sampler = BatchSampler(params, prompts, logits.shape[-1], matchers, grammars)
         return cls(cache, attention, positions[:, -1] + 1, logits, sampler)
 
     def merge(self, other: RunningBatch) -> None:

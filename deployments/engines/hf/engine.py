@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
@@ -24,11 +25,13 @@ from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Auto
 from deployments.engines.base import TextEngine
 from deployments.engines.chat_prompt import completion_cap, encode_chat, encode_multimodal
 from deployments.engines.hf.batch import RunningBatch
+from deployments.engines.hf.grammar import Grammars
 from deployments.engines.hf.incremental_text import IncrementalText
 from deployments.engines.options import HFEngineOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest, SamplingParams
+from serve_app.protocol.tools import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class _Sequence:
     text: IncrementalText
     max_new_tokens: int
     vision: dict | None = None  # pixel inputs for the prefill of a prompt with images
+    matcher: Any = None  # grammar state when the answer is constrained (JSON, tool calls)
     finish_reason: str | None = None
 
 
@@ -91,10 +95,18 @@ class HFTextEngine(TextEngine):
         self._backlog: collections.deque[_Job] = collections.deque()
         self.running_sequences = 0  # rows in the batch being decoded now (observability, tests)
         self._stopping = False
+        self._grammars: Grammars | None = None
         self._batch: RunningBatch | None = None
         self._rows: list[tuple[_Job, _Sequence]] = []
         self._worker = threading.Thread(target=self._serve_forever, name="hf-decode", daemon=True)
         self._worker.start()
+
+    def _matcher(self, constraint: Constraint):
+        if self._grammars is None:  # built on first use: xgrammar reads the whole vocabulary once
+            self._grammars = Grammars(self._decoder, self.model.get_output_embeddings().weight.shape[0],
+                                      sorted(self._eos))
+        param = "tools" if constraint.kind == "tool_calls" else "response_format"
+        return self._grammars.matcher(constraint, param)
 
     async def check_health(self) -> None:
         if not self._worker.is_alive():
@@ -119,12 +131,14 @@ class HFTextEngine(TextEngine):
                                                          self.max_model_len)
         max_new = completion_cap(request, self.max_model_len, len(prompt_ids), self.options.default_max_tokens)
         sampling = request.sampling()
+        constraint = request.constraint()
+        matchers = [self._matcher(constraint) for _ in range(request.n)] if constraint else [None] * request.n
         loop = asyncio.get_running_loop()
         outputs: asyncio.Queue = asyncio.Queue()
         job = _Job(
             sequences=[
                 _Sequence(i, prompt_ids, sampling.for_choice(i),
-                          IncrementalText(self._decoder, request.stop_list()), max_new, vision or None)
+                          IncrementalText(self._decoder, request.stop_list()), max_new, vision or None, matchers[i])
                 for i in range(request.n)
             ],
             emit=_emitter(loop, outputs),
@@ -172,7 +186,8 @@ class HFTextEngine(TextEngine):
             if any(seq.vision is not None for seq in job.sequences)]
         try:
             fresh = [RunningBatch.prefill(self.model, [s.prompt_ids for _, s in group], [s.params for _, s in group],
-                                          self._pad, group[0][1].vision) for group in groups if group]
+                                          self._pad, group[0][1].vision, [s.matcher for _, s in group],
+                                          self._grammars) for group in groups if group]
         except Exception as exc:  # the newcomers failed before touching the running batch: fail only them
             log.exception("prefill failed")
             for job in jobs:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from deployments.engines.hf.grammar import Grammars, advance
 from serve_app.protocol.chat import SamplingParams
 
 
 class BatchSampler:
     """Holds each row's parameters and token history; rows can be dropped as sequences finish."""
 
-    def __init__(self, params: list[SamplingParams], prompts: list[list[int]], vocab_size: int) -> None:
+    def __init__(self, params: list[SamplingParams], prompts: list[list[int]], vocab_size: int,
+                 matchers: list | None = None, grammars: Grammars | None = None) -> None:
         self._params = list(params)
+        # Per row: a grammar matcher (constrained JSON) or None; `grammars` masks the rows that have one.
+        self._matchers = list(matchers) if matchers is not None else [None] * len(params)
+        self._grammars = grammars
         self._temperature = torch.tensor([p.temperature for p in params]).unsqueeze(1)
         self._top_p = torch.tensor([p.top_p for p in params]).unsqueeze(1)
         self._top_k = torch.tensor([p.top_k for p in params])
@@ -46,17 +51,22 @@ class BatchSampler:
             self._penalized = True
         self._params += other._params
         self._generators += other._generators
+        self._matchers += other._matchers
+        self._grammars = self._grammars or other._grammars
 
     def select(self, rows: list[int]) -> None:
         index = torch.tensor(rows, dtype=torch.long)
         self._params = [self._params[r] for r in rows]
         self._generators = [self._generators[r] for r in rows]
+        self._matchers = [self._matchers[r] for r in rows]
         for name in (*self._ROW_TENSORS, "_seen", "_counts"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
 
     def observe(self, tokens: torch.Tensor) -> None:
+        if self._grammars is not None:
+            advance(self._matchers, tokens.tolist())
         if self._penalized:
             rows = torch.arange(tokens.shape[0])
             self._counts[rows, tokens] += 1
@@ -64,6 +74,8 @@ class BatchSampler:
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
+        if self._grammars is not None:
+            self._grammars.mask(logits, self._matchers)
         if self._penalized:
             logits = self._penalize(logits)
         greedy = (self._temperature.squeeze(1) < 1e-5).tolist()

@@ -1,4 +1,7 @@
-"""POST /v1/chat/completions: validate, route to the model's deployment, answer whole or as SSE chunks."""
+"""POST /v1/chat/completions: validate, route to the model's deployment, answer whole or as SSE chunks.
+
+With tools in play, each choice's text becomes an assistant message with `tool_calls` (gateway/tool_calls.py);
+streamed, such an answer is sent when its choice is complete, as OpenAI's tool-call deltas."""
 
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ from serve_app.contract import GenerationStep
 from serve_app.gateway.body import JSONLimits, read_json
 from serve_app.gateway.context import Usage, context_of
 from serve_app.gateway.inputs.image_parts import ImageInputs
+from serve_app.gateway.inputs.schemas import check_schemas
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.streaming import sse_response
+from serve_app.gateway.tool_calls import answer_deltas, assistant_answer
 from serve_app.protocol.chat import (
     ChatCompletionRequest,
     chunk_body,
@@ -34,6 +39,8 @@ class ChatRoute:
     async def handle(self, request: Request) -> Response:
         context = context_of(request)
         chat = parse_model(ChatCompletionRequest, await read_json(request, self.body_limits))
+        chat.check_tool_use()
+        check_schemas(chat)
         model = self.registry.for_caller(context, chat.model, "chat")
         context.sampling = chat.sampling_summary()
         if chat.image_count():
@@ -48,19 +55,23 @@ class ChatRoute:
             usage = usage_dict(result.usage.prompt_tokens, result.usage.completion_tokens)
             context.usage.prompt_tokens = result.usage.prompt_tokens
             context.usage.completion_tokens = result.usage.completion_tokens
-            return JSONResponse(completion_body(completion_id, chat.model, result.choices, usage))
+            answers = [(assistant_answer(text, finish, chat, model.tool_parser), logprobs)
+                       for text, finish, logprobs in result.choices]
+            return JSONResponse(completion_body(completion_id, chat.model, answers, usage))
         steps = model.backend.stream(chat)
         # Take the first step before answering, so errors found up front (context too long, bad params)
         # still get their own status code instead of an in-stream error event.
         first = await anext(steps)
         context.ttft = time.perf_counter() - context.started
-        return sse_response(_chunks(chat, completion_id, first, steps, context.usage))
+        return sse_response(_chunks(chat, completion_id, first, steps, context.usage, model.tool_parser))
 
 
 async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: GenerationStep,
-                  rest: AsyncIterator[GenerationStep], used: Usage) -> AsyncIterator[dict]:
+                  rest: AsyncIterator[GenerationStep], used: Usage, parser: str) -> AsyncIterator[dict]:
     created = int(time.time())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+    buffered = chat.tool_mode() != "none"  # a tool call is known only once its choice is complete
+    texts = [""] * chat.n
 
     def chunk(choices: list[dict], usage: dict | None = None) -> dict:
         return chunk_body(completion_id, created, chat.model, choices, usage, include_usage)
@@ -69,6 +80,14 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
     step = first
     while True:
         for d in step.deltas:
+            if buffered:
+                texts[d.index] += d.text
+                if d.finish_reason:
+                    answer = assistant_answer(texts[d.index], d.finish_reason, chat, parser)
+                    for delta in answer_deltas(answer):
+                        yield chunk([delta_choice(d.index, delta, None)])
+                    yield chunk([delta_choice(d.index, {}, answer.finish_reason)])
+                continue
             if d.text or d.logprobs:
                 yield chunk([delta_choice(d.index, {"content": d.text}, None, d.logprobs)])
             if d.finish_reason:
