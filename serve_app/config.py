@@ -130,6 +130,8 @@ class ModelConfig(_Strict):
     tool_parser: Literal["hermes", "llama3_json", "mistral"] = Field(
         "hermes", description="How this model writes tool calls when it may choose (`tool_choice: auto`): "
         "hermes (Qwen, Hermes, and the fallback prompt for templates without tools), llama3_json, mistral.")
+    reasoning_parser: Literal["qwen3", "deepseek_r1"] | None = Field(
+        None, description="For reasoning models: returns their <think> section as `reasoning_content`.")
 
     @property
     def scales_to_zero(self) -> bool:

@@ -24,10 +24,11 @@ class ServedModel:
     deployment: str = ""  # its Serve deployment's name
     cold_start: ColdStart | None = None  # set when the deployment can scale to zero
     tool_parser: str = "hermes"  # the model's own tool-call syntax (gateway/tool_calls.py)
+    reasoning_parser: str | None = None  # how it marks its thinking (gateway/reasoning.py)
 
     def card(self) -> dict:
         chat = "chat" in KINDS[self.kind].capabilities
-        features = {"tools": chat, "structured_outputs": chat, "reasoning": False}
+        features = {"tools": chat, "structured_outputs": chat, "reasoning": self.reasoning_parser is not None}
         return model_card(self.id, self.owned_by, self.kind, list(KINDS[self.kind].inputs), self.limits, features)
 
     def require(self, capability: str) -> None:
@@ -82,7 +83,7 @@ def _served(config: ModelConfig, backend: Any, limits: LimitsConfig) -> ServedMo
     if config.scales_to_zero:
         cold_start = ColdStart(config.id, config.cold_start.max_hold_s, config.cold_start.expected_s)
     return ServedModel(config.id, config.kind, config.owned_by, backend, _input_limits(config, limits),
-                       config.deployment_name, cold_start, config.tool_parser)
+                       config.deployment_name, cold_start, config.tool_parser, config.reasoning_parser)
 
 
 def _input_limits(model: ModelConfig, limits: LimitsConfig) -> dict:

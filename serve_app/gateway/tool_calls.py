@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from serve_app.gateway.reasoning import split_reasoning
 from serve_app.protocol.chat import ChatCompletionRequest
 
 ParsedCall = tuple[str, object]  # function name, arguments (object or JSON text)
@@ -23,9 +24,12 @@ class AssistantAnswer:
     content: str | None
     tool_calls: list[dict] | None
     finish_reason: str | None
+    reasoning: str | None = None  # a reasoning model's thinking (`reasoning_content`)
 
     def message(self) -> dict:
         message: dict = {"role": "assistant", "content": self.content}
+        if self.reasoning is not None:
+            message["reasoning_content"] = self.reasoning
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         return message
@@ -99,7 +103,17 @@ def tool_call(name: str, arguments: object) -> dict:
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {"name": name, "arguments": text}}
 
 
-def assistant_answer(text: str, finish: str | None, request: ChatCompletionRequest, parser: str) -> AssistantAnswer:
+def assistant_answer(text: str, finish: str | None, request: ChatCompletionRequest, parser: str,
+                     reasoning_parser: str | None = None) -> AssistantAnswer:
+    """The message for one choice's whole text: thinking apart (when the model has a reasoning parser), then
+    tool calls read from the rest."""
+    reasoning, text = split_reasoning(text, reasoning_parser)
+    answer = _tool_answer(text, finish, request, parser)
+    answer.reasoning = reasoning
+    return answer
+
+
+def _tool_answer(text: str, finish: str | None, request: ChatCompletionRequest, parser: str) -> AssistantAnswer:
     mode = request.tool_mode()
     if mode == "forced":
         if finish == "length":  # cut off mid-JSON: never presented as complete calls
@@ -121,9 +135,11 @@ def assistant_answer(text: str, finish: str | None, request: ChatCompletionReque
 def answer_deltas(answer: AssistantAnswer) -> list[dict]:
     """A complete answer as stream deltas: its content, or per call first `id`, `type` and `name` (arguments
     empty), then the arguments, which is how OpenAI streams them and what the SDKs reassemble."""
+    deltas = [{"reasoning_content": answer.reasoning}] if answer.reasoning else []
+    if answer.content:
+        deltas.append({"content": answer.content})
     if not answer.tool_calls:
-        return [{"content": answer.content}] if answer.content else []
-    deltas = [{"content": answer.content}] if answer.content else []
+        return deltas
     for index, call in enumerate(answer.tool_calls):
         head = {"index": index, "id": call["id"], "type": "function",
                 "function": {"name": call["function"]["name"], "arguments": ""}}

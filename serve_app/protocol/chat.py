@@ -237,7 +237,7 @@ class ChatCompletionRequest(_Wire):
     def image_parts(self) -> list[tuple[str, ImagePart]]:
         """Every image part, in order, with its parameter path (for errors)."""
         return [(f"messages[{m}].content[{p}].image_url", part)
-                for m, message in enumerate(self.messages) if not isinstance(message.content, str)
+                for m, message in enumerate(self.messages) if isinstance(message.content, list)
                 for p, part in enumerate(message.content) if isinstance(part, ImagePart)]
 
 

@@ -46,7 +46,7 @@ def test_required_tool_choice_gives_calls_whose_arguments_validate(client):
 
 
 def test_a_named_function_is_the_one_called(client):
-    r = client.chat.completions.create(model=CHAT_MODEL, messages=ASK, tools=TOOLS, max_tokens=80,
+    r = client.chat.completions.create(model=CHAT_MODEL, messages=ASK, tools=TOOLS, max_tokens=120, temperature=0,
                                        tool_choice={"type": "function", "function": {"name": "get_time"}})
     [call] = r.choices[0].message.tool_calls
     assert call.function.name == "get_time"
@@ -56,8 +56,8 @@ def test_a_named_function_is_the_one_called(client):
 def test_streamed_tool_calls_reassemble_in_the_sdk(client):
     calls: dict[int, dict] = {}
     finish = None
-    for chunk in client.chat.completions.create(model=CHAT_MODEL, messages=ASK, tools=TOOLS, max_tokens=80,
-                                                tool_choice="required", stream=True):
+    for chunk in client.chat.completions.create(model=CHAT_MODEL, messages=ASK, tools=TOOLS, max_tokens=120,
+                                                tool_choice="required", stream=True, temperature=0):
         for choice in chunk.choices:
             finish = choice.finish_reason or finish
             for delta in choice.delta.tool_calls or []:
@@ -73,7 +73,8 @@ def test_streamed_tool_calls_reassemble_in_the_sdk(client):
 
 
 def test_a_tool_round_trip_ends_in_an_answer(client):
-    first = client.chat.completions.create(model=CHAT_MODEL, messages=ASK, tools=TOOLS, max_tokens=80,
+    first = client.chat.completions.create(model=CHAT_MODEL, messages=ASK, tools=TOOLS, max_tokens=120,
+                                           temperature=0,
                                            tool_choice={"type": "function", "function": {"name": "get_weather"}})
     call = first.choices[0].message.tool_calls[0]
     history = ASK + [first.choices[0].message.model_dump(exclude_none=True),

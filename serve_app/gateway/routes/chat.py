@@ -17,7 +17,8 @@ from serve_app.gateway.body import JSONLimits, read_json
 from serve_app.gateway.context import Usage, context_of
 from serve_app.gateway.inputs.image_parts import ImageInputs
 from serve_app.gateway.inputs.schemas import check_schemas
-from serve_app.gateway.registry import ModelRegistry
+from serve_app.gateway.reasoning import ReasoningSplitter
+from serve_app.gateway.registry import ModelRegistry, ServedModel
 from serve_app.gateway.streaming import sse_response
 from serve_app.gateway.tool_calls import answer_deltas, assistant_answer
 from serve_app.protocol.chat import (
@@ -55,7 +56,7 @@ class ChatRoute:
             usage = usage_dict(result.usage.prompt_tokens, result.usage.completion_tokens)
             context.usage.prompt_tokens = result.usage.prompt_tokens
             context.usage.completion_tokens = result.usage.completion_tokens
-            answers = [(assistant_answer(text, finish, chat, model.tool_parser), logprobs)
+            answers = [(assistant_answer(text, finish, chat, model.tool_parser, model.reasoning_parser), logprobs)
                        for text, finish, logprobs in result.choices]
             return JSONResponse(completion_body(completion_id, chat.model, answers, usage))
         steps = model.backend.stream(chat)
@@ -63,15 +64,17 @@ class ChatRoute:
         # still get their own status code instead of an in-stream error event.
         first = await anext(steps)
         context.ttft = time.perf_counter() - context.started
-        return sse_response(_chunks(chat, completion_id, first, steps, context.usage, model.tool_parser))
+        return sse_response(_chunks(chat, completion_id, first, steps, context.usage, model))
 
 
 async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: GenerationStep,
-                  rest: AsyncIterator[GenerationStep], used: Usage, parser: str) -> AsyncIterator[dict]:
+                  rest: AsyncIterator[GenerationStep], used: Usage, model: ServedModel) -> AsyncIterator[dict]:
     created = int(time.time())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     buffered = chat.tool_mode() != "none"  # a tool call is known only once its choice is complete
     texts = [""] * chat.n
+    thinking = [ReasoningSplitter(model.reasoning_parser) if model.reasoning_parser else None
+                for _ in range(chat.n)]
 
     def chunk(choices: list[dict], usage: dict | None = None) -> dict:
         return chunk_body(completion_id, created, chat.model, choices, usage, include_usage)
@@ -83,13 +86,21 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
             if buffered:
                 texts[d.index] += d.text
                 if d.finish_reason:
-                    answer = assistant_answer(texts[d.index], d.finish_reason, chat, parser)
+                    answer = assistant_answer(texts[d.index], d.finish_reason, chat, model.tool_parser,
+                                              model.reasoning_parser)
                     for delta in answer_deltas(answer):
                         yield chunk([delta_choice(d.index, delta, None)])
                     yield chunk([delta_choice(d.index, {}, answer.finish_reason)])
                 continue
-            if d.text or d.logprobs:
-                yield chunk([delta_choice(d.index, {"content": d.text}, None, d.logprobs)])
+            splitter = thinking[d.index]
+            if splitter is None:
+                if d.text or d.logprobs:
+                    yield chunk([delta_choice(d.index, {"content": d.text}, None, d.logprobs)])
+            else:  # thinking as `reasoning_content` deltas, the answer as `content`
+                pieces = splitter.feed(d.text) + (splitter.flush() if d.finish_reason else [])
+                for kind, piece in pieces:
+                    field = "reasoning_content" if kind == "reasoning" else "content"
+                    yield chunk([delta_choice(d.index, {field: piece}, None)])
             if d.finish_reason:
                 yield chunk([delta_choice(d.index, {}, d.finish_reason)])
         if step.usage is not None:

@@ -1,0 +1,74 @@
+"""A reasoning model's answer through the gateway (a scripted backend): `reasoning_content` apart from
+`content`, whole and streamed, and tool calls read from the answer after the thinking."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from serve_app.config import APIKey, LimitsConfig
+from serve_app.contract import ChoiceDelta, Completion, GenerationStep, TokenUsage
+from serve_app.gateway.asgi import create_asgi_app
+from serve_app.gateway.registry import ModelRegistry, ServedModel
+from serve_app.security.auth import KeyStore, hash_key
+from serve_app.security.rate_limit import RateLimiterServer
+
+PIECES = ["<thi", "nk>\nTwo plus two", " is four.</th", "ink>\n\n", "It is ", "4."]
+
+
+class ThinkingBackend:
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+
+    async def complete(self, request):
+        return Completion([("".join(self.pieces), "stop", None)], TokenUsage(5, 12))
+
+    async def stream(self, request):
+        for i, piece in enumerate(self.pieces):
+            last = i == len(self.pieces) - 1
+            yield GenerationStep([ChoiceDelta(0, piece, "stop" if last else None)],
+                                 TokenUsage(5, 12) if last else None)
+
+
+def client_for(pieces: list[str]) -> TestClient:
+    model = ServedModel("qwen3", "text", "me", ThinkingBackend(pieces), reasoning_parser="qwen3")
+    app = create_asgi_app(ModelRegistry([model]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
+                          LimitsConfig(), RateLimiterServer())
+    return TestClient(app, headers={"x-api-key": "k"})
+
+
+BODY = {"model": "qwen3", "messages": [{"role": "user", "content": "2+2?"}]}
+
+
+def test_whole_answer_has_reasoning_content_apart():
+    message = client_for(PIECES).post("/v1/chat/completions", json=BODY).json()["choices"][0]["message"]
+    assert message["reasoning_content"] == "Two plus two is four." and message["content"] == "It is 4."
+
+
+def test_streamed_answer_sends_reasoning_then_content_deltas():
+    r = client_for(PIECES).post("/v1/chat/completions", json={**BODY, "stream": True})
+    deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in r.text.splitlines()
+              if line.startswith("data: {") and json.loads(line[6:])["choices"]]
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    content = "".join(d.get("content", "") for d in deltas)
+    assert reasoning.strip() == "Two plus two is four." and content.strip() == "It is 4."
+    assert "think>" not in r.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_are_read_after_the_thinking(stream):
+    call = '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 2}}</tool_call>'
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    r = client_for(["<think>I should call add.</think>\n", call]).post(
+        "/v1/chat/completions", json={**BODY, "tools": tools, "stream": stream})
+    if stream:
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        names = [c["function"]["name"] for e in events for ch in e["choices"]
+                 for c in ch["delta"].get("tool_calls") or [] if c.get("function", {}).get("name")]
+        assert names == ["add"] and events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    else:
+        message = r.json()["choices"][0]["message"]
+        assert message["reasoning_content"] == "I should call add."
+        assert message["tool_calls"][0]["function"]["name"] == "add"
