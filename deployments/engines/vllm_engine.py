@@ -66,7 +66,7 @@ class VLLMEngine(TextEngine):
 
         prompt, prompt_len = await self._prompt(request)
         params = SamplingParams(
-            **dataclasses.asdict(request.sampling()),
+            **_sampling_fields(request),
             n=request.n,
             stop=request.stop_list() or None,
             max_tokens=completion_cap(request, self.max_model_len, prompt_len, self.default_max_tokens),
@@ -101,6 +101,15 @@ class VLLMEngine(TextEngine):
             ids = self.tokenizer(text, add_special_tokens=False).input_ids
             return {"prompt_token_ids": ids}, len(ids)
         return {"prompt": text, "multi_modal_data": {"image": images}}, None
+
+
+def _sampling_fields(request: ChatCompletionRequest) -> dict:
+    """The request's sampling settings in vLLM's SamplingParams terms."""
+    sampling = request.sampling()
+    fields = dataclasses.asdict(sampling)
+    fields["stop_token_ids"] = list(sampling.stop_token_ids) or None
+    fields["logit_bias"] = dict(sampling.logit_bias) or None
+    return fields
 
 
 def _structured(request: ChatCompletionRequest):

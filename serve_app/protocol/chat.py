@@ -23,6 +23,8 @@ MAX_CHOICES = 8  # bounds the work one request can ask for
 MAX_STOP_CHARS = 256  # stop strings are matched against the text on every token
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap
 MAX_TOOLS = 128  # OpenAI's cap
+MAX_STOP_TOKEN_IDS = 64
+MAX_LOGIT_BIAS = 300  # OpenAI's cap
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: int | None = None
+    min_tokens: int = 0  # end-of-sequence and stop tokens are held back until this many were generated
+    ignore_eos: bool = False
+    stop_token_ids: tuple[int, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
 
     def for_choice(self, index: int) -> SamplingParams:
         # n seeded choices must differ from each other yet repeat across calls.
@@ -119,6 +125,12 @@ class ChatCompletionRequest(_Wire):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
+    min_tokens: int = Field(0, ge=0, description="vLLM extra: no end of sequence before this many tokens.")
+    ignore_eos: bool = Field(False, description="vLLM extra: keep generating past end-of-sequence tokens.")
+    stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, max_length=MAX_STOP_TOKEN_IDS, description="vLLM extra: token ids that end a choice.")
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        None, description="Token id (as a string) -> bias added to its logit, -100 to 100 (OpenAI).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     logprobs: bool = Field(False, description="Return each output token's log probability (vLLM engine).")
@@ -137,6 +149,13 @@ class ChatCompletionRequest(_Wire):
         if len(stops) > 4 or any(not s or len(s) > MAX_STOP_CHARS for s in stops):
             raise ValueError(f"stop must be up to 4 non-empty strings of at most {MAX_STOP_CHARS} characters")
         return stop
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        if bias is not None and (len(bias) > MAX_LOGIT_BIAS or not all(k.isdigit() for k in bias)):
+            raise ValueError(f"logit_bias maps at most {MAX_LOGIT_BIAS} token ids (as strings of digits) to biases")
+        return bias
 
     @field_validator("top_logprobs")
     @classmethod
@@ -162,6 +181,10 @@ class ChatCompletionRequest(_Wire):
             presence_penalty=self.presence_penalty or 0.0,
             frequency_penalty=self.frequency_penalty or 0.0,
             seed=self.seed,
+            min_tokens=self.min_tokens,
+            ignore_eos=self.ignore_eos,
+            stop_token_ids=tuple(self.stop_token_ids or ()),
+            logit_bias=tuple(sorted((int(k), v) for k, v in (self.logit_bias or {}).items())),
         )
 
     def token_estimate(self) -> int:
@@ -172,7 +195,9 @@ class ChatCompletionRequest(_Wire):
 
     def sampling_summary(self) -> dict:
         """What the access log records about sampling (never message content)."""
-        return {**asdict(self.sampling()), "max_tokens": self.token_budget(), "n": self.n}
+        summary = {**asdict(self.sampling()), "max_tokens": self.token_budget(), "n": self.n}
+        summary["logit_bias"] = len(summary["logit_bias"])  # how many, not which
+        return summary
 
     def offered_tools(self) -> list[Tool]:
         """Tools the model is told about (none when `tool_choice` is `none`)."""

@@ -41,3 +41,19 @@ def test_seed_reproduces_and_rows_keep_their_own_parameters():
     assert seq_a == seq_b and all(row[1] == 4 for row in seq_a)
     a.select([1])
     assert a.sample(LOGITS.clone()).tolist() == [4]
+
+
+def test_logit_bias_steers_the_choice():
+    assert draws(SamplingParams(temperature=0.0, logit_bias=((0, 100.0),))) == {0}
+    assert 4 not in draws(SamplingParams(logit_bias=((4, -100.0),)))
+
+
+def test_end_of_sequence_is_held_back_until_min_tokens_and_always_with_ignore_eos():
+    def first_token(params: SamplingParams) -> int:
+        sampler = BatchSampler([params], [[]], 5, eos_ids=(4,))  # token 4 is the likeliest and ends the sequence
+        return int(sampler.sample(LOGITS.clone())[0])
+
+    assert first_token(SamplingParams(temperature=0.0)) == 4
+    assert first_token(SamplingParams(temperature=0.0, min_tokens=2)) != 4
+    assert first_token(SamplingParams(temperature=0.0, ignore_eos=True)) != 4
+    assert first_token(SamplingParams(temperature=0.0, min_tokens=2, stop_token_ids=(0,))) not in (0, 4)

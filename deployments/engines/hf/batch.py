@@ -31,7 +31,7 @@ class RunningBatch:
     @classmethod
     def prefill(cls, model, prompts: list[list[int]], params: list[SamplingParams], pad_id: int,
                 vision: dict | None = None, matchers: list | None = None,
-                grammars: Grammars | None = None) -> RunningBatch:
+                grammars: Grammars | None = None, eos_ids: tuple[int, ...] = ()) -> RunningBatch:
         """`vision`: pixel inputs of the one distinct prompt given (a vision-language model's image placeholders).
 
         Identical prompts (a request's `n` choices) are prefilled once and their cache copied: `n` costs one
@@ -52,7 +52,7 @@ class RunningBatch:
             index = torch.tensor([distinct.index(tuple(p)) for p in prompts], dtype=torch.long)
             cache.batch_select_indices(index)
             attention, positions, logits = attention[index], positions[index], logits[index]
-        sampler = BatchSampler(params, prompts, logits.shape[-1], matchers, grammars)
+        sampler = BatchSampler(params, prompts, logits.shape[-1], matchers, grammars, eos_ids)
         return cls(cache, attention, positions[:, -1] + 1, logits, sampler)
 
     def merge(self, other: RunningBatch) -> None:

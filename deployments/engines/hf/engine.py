@@ -123,6 +123,12 @@ class HFTextEngine(TextEngine):
         if request.logprobs:
             raise InvalidRequest("Log probabilities are not available from the transformers engine "
                                  "(models served with `engine: vllm` return them).", param="logprobs")
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        for param, ids in (("logit_bias", [int(k) for k in request.logit_bias or {}]),
+                           ("stop_token_ids", request.stop_token_ids or [])):
+            if any(i >= vocab for i in ids):
+                raise InvalidRequest(f"{param} names a token id beyond this model's vocabulary of {vocab}.",
+                                     param=param)
         vision = None
         if self.processor is None:
             prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)
@@ -187,7 +193,7 @@ class HFTextEngine(TextEngine):
         try:
             fresh = [RunningBatch.prefill(self.model, [s.prompt_ids for _, s in group], [s.params for _, s in group],
                                           self._pad, group[0][1].vision, [s.matcher for _, s in group],
-                                          self._grammars) for group in groups if group]
+                                          self._grammars, tuple(sorted(self._eos))) for group in groups if group]
         except Exception as exc:  # the newcomers failed before touching the running batch: fail only them
             log.exception("prefill failed")
             for job in jobs:
@@ -267,7 +273,7 @@ class HFTextEngine(TextEngine):
             if job.cancelled:
                 continue
             text, stopped = "", False
-            if token in self._eos:
+            if token in self._eos or token in seq.params.stop_token_ids:
                 seq.finish_reason = "stop"
             else:
                 job.completion_tokens += 1

@@ -12,8 +12,11 @@ class BatchSampler:
     """Holds each row's parameters and token history; rows can be dropped as sequences finish."""
 
     def __init__(self, params: list[SamplingParams], prompts: list[list[int]], vocab_size: int,
-                 matchers: list | None = None, grammars: Grammars | None = None) -> None:
+                 matchers: list | None = None, grammars: Grammars | None = None,
+                 eos_ids: tuple[int, ...] = ()) -> None:
         self._params = list(params)
+        self._eos_ids = eos_ids
+        self._produced = torch.zeros(len(params), dtype=torch.long)  # tokens sampled per row so far
         # Per row: a grammar matcher (constrained JSON) or None; `grammars` masks the rows that have one.
         self._matchers = list(matchers) if matchers is not None else [None] * len(params)
         self._grammars = grammars
@@ -50,6 +53,8 @@ class BatchSampler:
                 setattr(self, name, torch.cat([mine, theirs]))
             self._penalized = True
         self._params += other._params
+        self._produced = torch.cat([self._produced, other._produced])
+        self._eos_ids = self._eos_ids or other._eos_ids
         self._generators += other._generators
         self._matchers += other._matchers
         self._grammars = self._grammars or other._grammars
@@ -57,6 +62,7 @@ class BatchSampler:
     def select(self, rows: list[int]) -> None:
         index = torch.tensor(rows, dtype=torch.long)
         self._params = [self._params[r] for r in rows]
+        self._produced = self._produced.index_select(0, index)
         self._generators = [self._generators[r] for r in rows]
         self._matchers = [self._matchers[r] for r in rows]
         for name in (*self._ROW_TENSORS, "_seen", "_counts"):
@@ -65,6 +71,7 @@ class BatchSampler:
                 setattr(self, name, value.index_select(0, index))
 
     def observe(self, tokens: torch.Tensor) -> None:
+        self._produced += 1
         if self._grammars is not None:
             advance(self._matchers, tokens.tolist())
         if self._penalized:
@@ -74,6 +81,7 @@ class BatchSampler:
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
+        self._apply_bias_and_holds(logits)
         if self._grammars is not None:
             self._grammars.mask(logits, self._matchers)
         if self._penalized:
@@ -94,6 +102,19 @@ class BatchSampler:
             if not g and self._generators[r] is not None:
                 chosen[r] = torch.multinomial(probs[r], 1, generator=self._generators[r])[0]
         return chosen
+
+    def _apply_bias_and_holds(self, logits: torch.Tensor) -> None:
+        """logit_bias, then the end-of-sequence and stop tokens forbidden to rows that must go on (ignore_eos, or
+        fewer than min_tokens so far), in place."""
+        for row, params in enumerate(self._params):
+            if params.logit_bias:
+                ids, biases = zip(*params.logit_bias, strict=True)
+                logits[row, list(ids)] += torch.tensor(biases)
+            held = list(self._eos_ids) if params.ignore_eos else []
+            if int(self._produced[row]) < params.min_tokens:
+                held = list(self._eos_ids) + list(params.stop_token_ids)
+            if held:
+                logits[row, held] = float("-inf")
 
     def _penalize(self, logits: torch.Tensor) -> torch.Tensor:
         penalized = torch.where(logits > 0, logits / self._rep, logits * self._rep)
