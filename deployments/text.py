@@ -10,6 +10,7 @@ from deployments.engines.factory import create_text_engine
 from serve_app.config import ModelConfig
 from serve_app.contract import Completion, GenerationStep, collect
 from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.completions import CompletionRequest
 
 
 class TextModelServer:
@@ -18,11 +19,11 @@ class TextModelServer:
         self.config = ModelConfig.model_validate(config)
         self.engine = engine if engine is not None else create_text_engine(self.config)
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
+    async def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         async for step in self.engine.generate(request):
             yield step
 
-    async def complete(self, request: ChatCompletionRequest) -> Completion:
+    async def complete(self, request: ChatCompletionRequest | CompletionRequest) -> Completion:
         return await collect(self.engine.generate(request), request.n)
 
     async def ready(self) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from serve_app.contract import ChunkTranscript, GenerationStep
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.completions import CompletionRequest
 
 
 class Engine(abc.ABC):
@@ -24,8 +25,9 @@ class Engine(abc.ABC):
 
 class TextEngine(Engine):
     @abc.abstractmethod
-    def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
-        """Steps for a chat request, the last one with usage; closing the iterator cancels the request."""
+    def generate(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
+        """Steps for a chat or (legacy) completion request, the last one with usage; closing the iterator
+        cancels the request."""
 
 
 class SpeechEngine(Engine):

@@ -15,7 +15,10 @@ from jinja2 import TemplateError
 
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart
+from serve_app.protocol.completions import CompletionRequest
 from serve_app.protocol.tools import tool_prompt
+
+TextRequest = ChatCompletionRequest | CompletionRequest
 
 # No tokenizer packs more characters than this into one token in practice, so longer prompts cannot fit and
 # are refused before spending time tokenizing them.
@@ -112,21 +115,27 @@ def render_multimodal(processor, request: ChatCompletionRequest) -> str:
     return apply_template(processor, processor_messages(request))
 
 
-def refuse_far_too_long(request: ChatCompletionRequest, max_model_len: int) -> None:
+def refuse_far_too_long(request: TextRequest, max_model_len: int) -> None:
     """Refuse, before the template runs, messages that cannot fit: every message costs at least one token of
     template framing (so thousands of empty messages count too), and text at most MAX_CHARS_PER_TOKEN
     characters per token."""
-    chars = sum(len(m.text()) for m in request.messages)
-    at_least = chars // MAX_CHARS_PER_TOKEN + len(request.messages)
-    if at_least > max_model_len:
+    if isinstance(request, CompletionRequest):
+        chars, pieces = len(request.prompts()[0]), 0
+    else:
+        chars, pieces = sum(len(m.text()) for m in request.messages), len(request.messages)
+    if chars // MAX_CHARS_PER_TOKEN + pieces > max_model_len:
         raise InvalidRequest(
-            f"This model's maximum context length is {max_model_len} tokens; the {len(request.messages):,} "
-            f"messages ({chars:,} characters) need more. Please reduce the length of the messages.",
-            param="messages", code="context_length_exceeded")
+            f"This model's maximum context length is {max_model_len} tokens; the prompt ({chars:,} characters"
+            f"{f' in {pieces:,} messages' if pieces else ''}) needs more. Please shorten it.",
+            param="prompt" if isinstance(request, CompletionRequest) else "messages",
+            code="context_length_exceeded")
 
 
-def encode_chat(tokenizer, request: ChatCompletionRequest, max_model_len: int) -> list[int]:
+def encode_chat(tokenizer, request: TextRequest, max_model_len: int) -> list[int]:
+    """Prompt token ids: the chat template for chat requests, the raw prompt for (legacy) completions."""
     refuse_far_too_long(request, max_model_len)
+    if isinstance(request, CompletionRequest):
+        return tokenizer(request.prompts()[0]).input_ids
     return tokenizer(render_chat(tokenizer, request), add_special_tokens=False).input_ids
 
 

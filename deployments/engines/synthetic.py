@@ -13,11 +13,11 @@ import itertools
 from collections.abc import AsyncIterator
 
 from deployments.engines.base import TextEngine
-from deployments.engines.chat_prompt import completion_cap, refuse_far_too_long
+from deployments.engines.chat_prompt import TextRequest, completion_cap, refuse_far_too_long
 from deployments.engines.options import SyntheticOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
-from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.completions import CompletionRequest
 
 WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 TOKENS_PER_IMAGE = 64
@@ -27,12 +27,14 @@ class SyntheticEngine(TextEngine):
     def __init__(self, options: SyntheticOptions) -> None:
         self.options = options
 
-    def prompt_tokens(self, request: ChatCompletionRequest) -> int:
+    def prompt_tokens(self, request: TextRequest) -> int:
+        if isinstance(request, CompletionRequest):
+            return len(request.prompts()[0]) // 4 + 1
         chars = sum(len(m.text()) for m in request.messages)
         return chars // 4 + 4 * len(request.messages) + TOKENS_PER_IMAGE * request.image_count()
 
-    async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
-        if request.logprobs:
+    async def generate(self, request: TextRequest) -> AsyncIterator[GenerationStep]:
+        if request.top_logprobs_wanted() is not None:
             raise InvalidRequest("Log probabilities are not available from the synthetic engine.", param="logprobs")
         refuse_far_too_long(request, self.options.max_model_len)
         prompt = self.prompt_tokens(request)

@@ -24,6 +24,7 @@ from deployments.engines.options import VLLMOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.completions import CompletionRequest
 
 
 def engine_args(model_path: str, options: VLLMOptions):
@@ -70,7 +71,7 @@ class VLLMEngine(TextEngine):
             n=request.n,
             stop=request.stop_list() or None,
             max_tokens=completion_cap(request, self.max_model_len, prompt_len, self.default_max_tokens),
-            logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+            logprobs=request.top_logprobs_wanted(),
             output_kind=RequestOutputKind.DELTA,
             structured_outputs=_structured(request),
         )
@@ -81,7 +82,8 @@ class VLLMEngine(TextEngine):
                 for choice in output.outputs:
                     completion_tokens += len(choice.token_ids)
                     if choice.text or choice.finish_reason:
-                        entries = _logprob_entries(choice, request.top_logprobs or 0) if request.logprobs else None
+                        top = request.top_logprobs_wanted()
+                        entries = _logprob_entries(choice, top) if top is not None else None
                         deltas.append(ChoiceDelta(choice.index, choice.text, _finish(choice.finish_reason), entries))
                 usage = TokenUsage(len(output.prompt_token_ids or []), completion_tokens) if output.finished else None
                 if deltas or usage:
@@ -91,7 +93,7 @@ class VLLMEngine(TextEngine):
 
     async def _prompt(self, request: ChatCompletionRequest) -> tuple[dict, int | None]:
         """vLLM prompt and its length in tokens (None when vLLM expands image placeholders itself)."""
-        if self.processor is None:
+        if self.processor is None or isinstance(request, CompletionRequest):
             ids = encode_chat(self.tokenizer, request, self.max_model_len)
             return {"prompt_token_ids": ids}, len(ids)
         refuse_far_too_long(request, self.max_model_len)

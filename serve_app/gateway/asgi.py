@@ -30,6 +30,7 @@ from serve_app.gateway.openapi import openapi_document
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.routes.audio import TranscriptionRoute
 from serve_app.gateway.routes.chat import ChatRoute
+from serve_app.gateway.routes.completions import CompletionsRoute
 from serve_app.gateway.routes.models import ModelsRoute
 from serve_app.gateway.routes.playground import PlaygroundRoute
 from serve_app.gateway.routes.usage import UsageRoute
@@ -86,6 +87,7 @@ def _api_routes(registry: ModelRegistry, limits: LimitsConfig, limiter: Limiter)
         Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
         Route("/v1/chat/completions", ChatRoute(registry, json_limits, _image_inputs(limits)).handle,
               methods=["POST"]),
+        Route("/v1/completions", CompletionsRoute(registry, json_limits).handle, methods=["POST"]),
         Route("/v1/audio/transcriptions",
               TranscriptionRoute(registry, limits.max_audio_bytes, _body_deadline(limits)).handle, methods=["POST"]),
     ]

@@ -20,6 +20,7 @@ from serve_app.contract import ChunkTranscript, Completion, GenerationStep, Tran
 from serve_app.errors import ServiceUnavailable, model_overloaded, model_unavailable
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.completions import CompletionRequest
 from serve_app.security.rate_limit import Decision
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,10 @@ class _ModelBackend:
 
 
 class TextBackend(_ModelBackend):
-    async def complete(self, request: ChatCompletionRequest) -> Completion:
+    async def complete(self, request: ChatCompletionRequest | CompletionRequest) -> Completion:
         return await self._call("complete", request.model, request)
 
-    def stream(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
+    def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         return self._stream("stream", request.model, request)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
+from serve_app.protocol.completions import CompletionRequest
 
 REF = "#/components/schemas/{model}"
 ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret", "404": "Unknown model or route",
@@ -33,6 +34,15 @@ CHAT_COMPLETION = {"type": "object", "required": ["id", "object", "created", "mo
                                           "message": {"type": "object", "required": ["role", "content"],
                                                       "properties": {"role": {"const": "assistant"},
                                                                      "content": _NULLABLE_STRING}},
+                                          "logprobs": {"type": ["object", "null"]},
+                                          "finish_reason": {"enum": ["stop", "length", None]}}}}}}
+TEXT_COMPLETION = {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+                   "properties": {
+                       "id": {"type": "string"}, "object": {"const": "text_completion"},
+                       "created": {"type": "integer"}, "model": {"type": "string"}, "usage": USAGE,
+                       "choices": {"type": "array", "items": {
+                           "type": "object", "required": ["index", "text", "finish_reason"],
+                           "properties": {"index": {"type": "integer"}, "text": {"type": "string"},
                                           "logprobs": {"type": ["object", "null"]},
                                           "finish_reason": {"enum": ["stop", "length", None]}}}}}}
 MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
@@ -62,7 +72,7 @@ def _json(schema_ref: str, description: str) -> dict:
 def _request_schemas() -> dict[str, Any]:
     """Components for the wire models: each model's schema, its nested definitions hoisted beside it."""
     schemas: dict[str, Any] = {}
-    for model in (ChatCompletionRequest, TranscriptionRequest):
+    for model in (ChatCompletionRequest, CompletionRequest, TranscriptionRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -86,7 +96,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
-            "schemas": {**_request_schemas(), "Error": ERROR, "ChatCompletion": CHAT_COMPLETION, "Model": MODEL,
+            "schemas": {**_request_schemas(), "Error": ERROR, "ChatCompletion": CHAT_COMPLETION,
+                        "TextCompletion": TEXT_COMPLETION, "Model": MODEL,
                         "ModelList": MODEL_LIST, "Transcription": TRANSCRIPTION},
         },
         "security": authenticated,
@@ -108,6 +119,16 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "A completion, or with `stream: true` server-sent events",
                                       "content": {"application/json": {"schema": {"$ref": REF.format(
                                           model="ChatCompletion")}},
+                                                  "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/completions": {"post": {
+                "operationId": "createCompletion",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="CompletionRequest")}}}},
+                "responses": {"200": {"description": "Legacy text completion, or with `stream: true` server-sent "
+                                                     "events",
+                                      "content": {"application/json": {"schema": {"$ref": REF.format(
+                                          model="TextCompletion")}},
                                                   "text/event-stream": {"schema": SSE_EVENT}}},
                               **_errors(*api_errors, "415")}}},
             "/v1/audio/transcriptions": {"post": {

@@ -60,8 +60,8 @@ def test_unknown_route_and_method(http):
      "temperature", "invalid value"),
     ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": -1},
      "max_tokens", "invalid value"),
-    ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "tools": []},
-     "tools", "unrecognized request argument"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "functions": []},
+     "functions", "unrecognized request argument"),  # the deprecated name for tools is not accepted
 ])
 def test_invalid_chat_bodies_are_400_with_param(http, body, param, text):
     assert_error(http.post("/v1/chat/completions", json=body), 400, None, param, text)

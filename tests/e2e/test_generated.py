@@ -58,9 +58,11 @@ def operations(generated_target) -> dict:
 
 
 SERVED = {"POST /v1/chat/completions": [CHAT_MODEL, VISION_MODEL, CHAT_MODEL],
+          "POST /v1/completions": [CHAT_MODEL, CHAT_MODEL],
           "POST /v1/audio/transcriptions": [SPEECH_MODEL, SPEECH_MODEL],
           "GET /v1/models/{model_id}": [CHAT_MODEL, SPEECH_MODEL]}
 OPERATIONS = ["GET /health", "GET /v1/models", "GET /v1/models/{model_id}", "POST /v1/chat/completions",
+              "POST /v1/completions",
               "POST /v1/audio/transcriptions", "GET /v1/usage", "GET /openapi.json"]
 
 

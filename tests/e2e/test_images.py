@@ -62,7 +62,8 @@ def test_remote_image_by_url(http, image_server, fmt):
 def test_models_say_what_each_model_accepts(http):
     cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
     vision = cards[VISION_MODEL]
-    assert vision["capabilities"] == {"input": ["text", "image"], "output": ["text"]}
+    assert vision["capabilities"] == {"input": ["text", "image"], "output": ["text"], "tools": True,
+                                      "structured_outputs": True, "reasoning": False}
     assert vision["limits"]["max_image_bytes"] == MAX_IMAGE_BYTES and vision["limits"]["max_images_per_request"] == 4
     assert vision["limits"]["image_formats"] == ["jpeg", "png", "webp", "gif"]
     assert cards[CHAT_MODEL]["capabilities"]["input"] == ["text"]

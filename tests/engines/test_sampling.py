@@ -1,7 +1,7 @@
 import torch
 
 from deployments.engines.hf.sampling import BatchSampler
-from serve_app.protocol.chat import SamplingParams
+from serve_app.protocol.sampling import SamplingParams
 
 LOGITS = torch.tensor([[2.0, 1.0, 0.5, -1.0, 3.0]])
 

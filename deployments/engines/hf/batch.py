@@ -12,7 +12,7 @@ from transformers import DynamicCache
 
 from deployments.engines.hf.grammar import Grammars
 from deployments.engines.hf.sampling import BatchSampler
-from serve_app.protocol.chat import SamplingParams
+from serve_app.protocol.sampling import SamplingParams
 
 
 class RunningBatch:

@@ -23,14 +23,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from deployments.engines.base import TextEngine
-from deployments.engines.chat_prompt import completion_cap, encode_chat, encode_multimodal
+from deployments.engines.chat_prompt import TextRequest, completion_cap, encode_chat, encode_multimodal
 from deployments.engines.hf.batch import RunningBatch
 from deployments.engines.hf.grammar import Grammars
 from deployments.engines.hf.incremental_text import IncrementalText
 from deployments.engines.options import HFEngineOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
-from serve_app.protocol.chat import ChatCompletionRequest, SamplingParams
+from serve_app.protocol.completions import CompletionRequest
+from serve_app.protocol.sampling import SamplingParams
 from serve_app.protocol.tools import Constraint
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,10 @@ class HFTextEngine(TextEngine):
         self._incoming.put(None)
         self._worker.join(timeout=30)
 
-    async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[GenerationStep]:
+    async def generate(self, request: TextRequest) -> AsyncIterator[GenerationStep]:
         if self._stopping or not self._worker.is_alive():
             raise RuntimeError("text engine is not running")
-        if request.logprobs:
+        if request.top_logprobs_wanted() is not None:
             raise InvalidRequest("Log probabilities are not available from the transformers engine "
                                  "(models served with `engine: vllm` return them).", param="logprobs")
         vocab = self.model.get_output_embeddings().weight.shape[0]
@@ -130,7 +131,7 @@ class HFTextEngine(TextEngine):
                 raise InvalidRequest(f"{param} names a token id beyond this model's vocabulary of {vocab}.",
                                      param=param)
         vision = None
-        if self.processor is None:
+        if self.processor is None or isinstance(request, CompletionRequest):  # raw prompts need no processor
             prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)
         else:  # image decoding and resizing take a while: not on the event loop
             prompt_ids, vision = await asyncio.to_thread(encode_multimodal, self.processor, request,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from deployments.engines.hf.grammar import Grammars, advance
-from serve_app.protocol.chat import SamplingParams
+from serve_app.protocol.sampling import SamplingParams
 
 
 class BatchSampler:

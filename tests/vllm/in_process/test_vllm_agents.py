@@ -39,3 +39,12 @@ def test_a_schema_vllm_cannot_enforce_is_400(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=CHAT_MODEL, messages=ASK, max_tokens=5, response_format={
             "type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+
+
+def test_legacy_completion_with_logprobs_on_vllm(client):
+    r = client.completions.create(model=CHAT_MODEL, prompt="The capital of France is", max_tokens=4,
+                                  temperature=0, logprobs=2)
+    logprobs = r.choices[0].logprobs
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == r.usage.completion_tokens
+    assert all(len(alternatives) <= 2 for alternatives in logprobs.top_logprobs)
+    assert "".join(logprobs.tokens) == r.choices[0].text

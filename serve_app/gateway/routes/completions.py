@@ -1,0 +1,100 @@
+"""POST /v1/completions (legacy text completion): a raw prompt, or several, continued by a text model.
+
+Each prompt is one request to the model's replicas (they run concurrently when answered whole); its `n`
+choices are numbered `prompt_index * n + choice`, as OpenAI numbers them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from serve_app.contract import Completion
+from serve_app.errors import InvalidRequest
+from serve_app.gateway.body import JSONLimits, read_json
+from serve_app.gateway.context import Usage, context_of
+from serve_app.gateway.registry import ModelRegistry, ServedModel
+from serve_app.gateway.streaming import sse_response
+from serve_app.protocol.chat import usage_dict
+from serve_app.protocol.completions import (
+    MAX_PROMPTS,
+    CompletionRequest,
+    completion_body,
+    legacy_logprobs,
+    text_choice,
+)
+from serve_app.protocol.validation import parse_model
+
+
+class CompletionsRoute:
+    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits) -> None:
+        self.registry = registry
+        self.body_limits = body_limits
+
+    async def handle(self, request: Request) -> Response:
+        context = context_of(request)
+        req = parse_model(CompletionRequest, await read_json(request, self.body_limits))
+        if not 1 <= len(req.prompts()) <= MAX_PROMPTS:
+            raise InvalidRequest(f"prompt must be a string or a list of 1 to {MAX_PROMPTS} strings.", param="prompt")
+        model = self.registry.for_caller(context, req.model, "chat")
+        context.sampling = req.sampling_summary()
+        await context.reserve_tokens(req.token_estimate())
+        await self.registry.warm(model)
+        completion_id = f"cmpl-{uuid.uuid4().hex}"
+        if not req.stream:
+            results = await asyncio.gather(*(model.backend.complete(req.for_prompt(p)) for p in req.prompts()))
+            context.usage.prompt_tokens = sum(r.usage.prompt_tokens for r in results)
+            context.usage.completion_tokens = sum(r.usage.completion_tokens for r in results)
+            usage = usage_dict(context.usage.prompt_tokens, context.usage.completion_tokens)
+            return JSONResponse(completion_body(completion_id, req.model, _choices(req, results), usage))
+        first_steps = model.backend.stream(req.for_prompt(req.prompts()[0]))
+        first = await anext(first_steps)  # errors found up front keep their status code
+        context.ttft = time.perf_counter() - context.started
+        return sse_response(_chunks(req, model, completion_id, first, first_steps, context.usage))
+
+
+def _choices(req: CompletionRequest, results: list[Completion]) -> list[dict]:
+    choices = []
+    for p, (prompt, result) in enumerate(zip(req.prompts(), results, strict=True)):
+        echoed = prompt if req.echo else ""
+        for c, (text, finish, entries) in enumerate(result.choices):
+            choices.append(text_choice(p * req.n + c, echoed + text, finish, legacy_logprobs(entries, len(echoed))))
+    return choices
+
+
+async def _chunks(req: CompletionRequest, model: ServedModel, completion_id: str, first,
+                  first_steps: AsyncIterator, used: Usage) -> AsyncIterator[dict]:
+    created = int(time.time())
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+    def chunk(choices: list[dict], usage: dict | None = None) -> dict:
+        body = {"id": completion_id, "object": "text_completion", "created": created, "model": req.model,
+                "choices": choices}
+        if include_usage:
+            body["usage"] = usage
+        return body
+
+    for p, prompt in enumerate(req.prompts()):  # one prompt after another, each streamed as it is generated
+        steps = first_steps if p == 0 else model.backend.stream(req.for_prompt(prompt))
+        step = first if p == 0 else await anext(steps)
+        offsets = [len(prompt) if req.echo else 0] * req.n
+        if req.echo:
+            for c in range(req.n):
+                yield chunk([text_choice(p * req.n + c, prompt, None)])
+        while True:
+            for d in step.deltas:
+                logprobs = legacy_logprobs(d.logprobs, offsets[d.index]) if d.logprobs is not None else None
+                offsets[d.index] += len(d.text)
+                if d.text or d.finish_reason or logprobs:
+                    yield chunk([text_choice(p * req.n + d.index, d.text, d.finish_reason, logprobs)])
+            if step.usage is not None:
+                used.prompt_tokens += step.usage.prompt_tokens
+                used.completion_tokens += step.usage.completion_tokens
+                break
+            step = await anext(steps)
+    if include_usage:
+        yield chunk([], usage_dict(used.prompt_tokens, used.completion_tokens))
