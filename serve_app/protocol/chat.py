@@ -156,6 +156,11 @@ class ChatCompletionRequest(SamplingRequest):
         if self.tool_mode() == "forced" and fmt is not None and fmt.type != "text":
             raise InvalidRequest("A required or named tool_choice cannot be combined with a JSON response_format.",
                                  param="response_format")
+        if self.constraint() is not None and (self.ignore_eos or self.min_tokens):
+            # A finished JSON answer can only end; holding the end back would leave no token to choose.
+            raise InvalidRequest("ignore_eos and min_tokens cannot be combined with a JSON response_format or a "
+                                 "required or named tool_choice.", param="ignore_eos" if self.ignore_eos
+                                 else "min_tokens")
         called: set[str] = set()
         for i, message in enumerate(self.messages):
             called.update(call.id for call in message.tool_calls or [])

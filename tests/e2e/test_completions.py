@@ -42,7 +42,7 @@ def test_stop_strings_cut_the_text(client):
     assert "7" not in r.choices[0].text
 
 
-@pytest.mark.parametrize("extra, param", [({"prompt": []}, "prompt"), ({"prompt": [1, 2, 3]}, "prompt"),
+@pytest.mark.parametrize("extra, param", [({"prompt": []}, "prompt"), ({"prompt": [1, 2, 3]}, "prompt[0]"),
                                           ({"prompt": PROMPT, "logprobs": 9}, "logprobs"),
                                           ({"prompt": PROMPT, "logprobs": 2}, "logprobs")])
 def test_bad_completion_requests_are_400(client, extra, param):

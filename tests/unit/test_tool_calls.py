@@ -95,6 +95,8 @@ def test_stream_deltas_put_id_type_and_name_before_the_arguments():
     ({"response_format": {"type": "yaml"}}, "response_format.type"),
     ({"messages": USER + [{"role": "tool", "tool_call_id": "call_x", "content": "20C"}]}, "messages[1].tool_call_id"),
     ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+    ({"response_format": {"type": "json_object"}, "ignore_eos": True}, "ignore_eos"),
+    ({"tools": [WEATHER], "tool_choice": "required", "min_tokens": 5}, "min_tokens"),
 ])
 def test_bad_tool_and_format_requests_are_400_naming_the_field(extra, param):
     with pytest.raises(InvalidRequest) as err:

@@ -274,7 +274,10 @@ class HFTextEngine(TextEngine):
             if job.cancelled:
                 continue
             text, stopped = "", False
-            if token in self._eos or token in seq.params.stop_token_ids:
+            if token in self._eos:
+                seq.finish_reason = "stop"
+            elif token in seq.params.stop_token_ids:  # counted, as vLLM counts it, but not shown as text
+                job.completion_tokens += 1
                 seq.finish_reason = "stop"
             else:
                 job.completion_tokens += 1
