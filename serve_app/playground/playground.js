@@ -76,6 +76,7 @@ function selectModel() {
   const speech = accepts(model, "audio");
   $("chat-panel").hidden = speech;
   $("sampling").hidden = speech;
+  $("structure").hidden = speech || !model?.capabilities?.structured_outputs;
   $("code").hidden = speech;
   $("speech-panel").hidden = !speech;
   $("image-picker").hidden = !accepts(model, "image");
@@ -101,31 +102,80 @@ function samplingFields() {
   return fields;
 }
 
+function parsedJSON(id, what) {
+  try {
+    return JSON.parse($(id).value);
+  } catch (error) {
+    throw new Error(`The ${what} is not valid JSON: ${error.message}`);
+  }
+}
+
+// Response format and tools, from the Output box (throws on invalid JSON, before anything is sent).
+function outputFields() {
+  const fields = {};
+  const format = $("response_format").value;
+  if (format === "json_object") fields.response_format = { type: "json_object" };
+  if (format === "json_schema") {
+    fields.response_format = { type: "json_schema",
+                               json_schema: { name: "answer", schema: parsedJSON("json_schema", "JSON Schema") } };
+  }
+  if ($("tools").value.trim()) {
+    fields.tools = parsedJSON("tools", "tools list");
+    fields.tool_choice = $("tool_choice").value;
+  }
+  return fields;
+}
+
 function requestBody(messages) {
   const system = $("system").value.trim();
   return { model: $("model").value, messages: system ? [{ role: "system", content: system }, ...messages] : messages,
-           ...samplingFields(), stream: true, stream_options: { include_usage: true } };
+           ...samplingFields(), ...outputFields(), stream: true, stream_options: { include_usage: true } };
+}
+
+// Tool calls streamed as OpenAI deltas (id and name first, then arguments), shown as they complete.
+function addToolCallDeltas(calls, deltas) {
+  for (const delta of deltas || []) {
+    const call = (calls[delta.index] ||= { id: "", type: "function", function: { name: "", arguments: "" } });
+    if (delta.id) call.id = delta.id;
+    if (delta.function?.name) call.function.name = delta.function.name;
+    if (delta.function?.arguments) call.function.arguments += delta.function.arguments;
+  }
+}
+
+function showToolCalls(reply, calls) {
+  reply.tools.replaceChildren(...calls.filter(Boolean).map((call) =>
+    Object.assign(document.createElement("code"), {
+      className: "tool-call", textContent: `${call.function.name}(${call.function.arguments})` })));
 }
 
 function addBubble(role, text, imageUrl) {
   const bubble = document.createElement("div");
   bubble.className = `msg ${role}`;
   if (imageUrl) bubble.append(Object.assign(document.createElement("img"), { src: imageUrl, alt: "sent image" }));
+  const thinking = Object.assign(document.createElement("span"), { className: "thinking" });
   const body = document.createElement("span");
   body.className = "text";
   body.textContent = text;
+  const tools = Object.assign(document.createElement("div"), { className: "tool-calls" });
   const meta = document.createElement("span");
   meta.className = "meta";
-  bubble.append(body, meta);
+  bubble.append(thinking, body, tools, meta);
   $("conversation").append(bubble);
   $("conversation").scrollTop = $("conversation").scrollHeight;
-  return { body, meta };
+  return { thinking, body, tools, meta };
 }
 
 async function send() {
   const text = $("message").value.trim();
   if (!text && !state.image) return;
   showError("");
+  let extraFields;
+  try {
+    extraFields = outputFields();
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
   const content = state.image
     ? [{ type: "text", text }, { type: "image_url", image_url: { url: state.image } }] : text;
   state.history.push({ role: "user", content });
@@ -136,6 +186,8 @@ async function send() {
   state.abort = new AbortController();
   setBusy(true);
   let answer = "";
+  let thought = "";
+  const calls = [];
   try {
     const response = await api("/v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -143,14 +195,17 @@ async function send() {
     });
     for await (const event of sseEvents(response)) {
       if (event.error) throw new Error(event.error.message);
-      const delta = event.choices?.[0]?.delta?.content;
-      if (delta) { answer += delta; reply.body.textContent = answer; }
+      const delta = event.choices?.[0]?.delta || {};
+      if (delta.reasoning_content) { thought += delta.reasoning_content; reply.thinking.textContent = thought; }
+      if (delta.content) { answer += delta.content; reply.body.textContent = answer; }
+      if (delta.tool_calls) { addToolCallDeltas(calls, delta.tool_calls); showToolCalls(reply, calls); }
       const finish = event.choices?.[0]?.finish_reason;
       if (finish) reply.meta.textContent = `finish: ${finish}`;
       if (event.usage) reply.meta.textContent += ` · ${event.usage.prompt_tokens} prompt + ` +
         `${event.usage.completion_tokens} completion tokens`;
     }
-    state.history.push({ role: "assistant", content: answer });
+    state.history.push(calls.length ? { role: "assistant", content: answer || null, tool_calls: calls }
+                                    : { role: "assistant", content: answer });
   } catch (error) {
     if (error.name === "AbortError") {
       reply.meta.textContent = "stopped";
@@ -271,7 +326,13 @@ async function toggleRecording() {
 
 function renderCode() {
   const last = { role: "user", content: $("message").value.trim() || "Hello!" };
-  const body = { ...requestBody([last]), stream: false };
+  let body;
+  try {
+    body = { ...requestBody([last]), stream: false };
+  } catch (error) {
+    $("code-text").textContent = error.message;  // invalid JSON in the Output box
+    return;
+  }
   delete body.stream_options;
   const base = `${location.origin}/v1`;
   if (state.codeLang === "curl") {
@@ -281,12 +342,24 @@ function renderCode() {
     const { model, messages, top_k, repetition_penalty, ...rest } = body;
     delete rest.stream;
     const extra = { repetition_penalty, ...(top_k ? { top_k } : {}) };
-    const args = Object.entries(rest).map(([k, v]) => `    ${k}=${JSON.stringify(v)},`).join("\n");
+    const args = Object.entries(rest).map(([k, v]) => `    ${k}=${py(v)},`).join("\n");
     $("code-text").textContent = `from openai import OpenAI\n\nclient = OpenAI(api_key=SECRET, base_url="${base}")\n` +
       `response = client.chat.completions.create(\n    model=${JSON.stringify(model)},\n` +
-      `    messages=${JSON.stringify(messages)},\n${args}\n    extra_body=${JSON.stringify(extra)},\n)\n` +
+      `    messages=${py(messages)},\n${args}\n    extra_body=${py(extra)},\n)\n` +
       `print(response.choices[0].message.content)`;
   }
+}
+
+// A JSON value as a Python literal (True, False, None), for the equivalent Python call.
+function py(value) {
+  if (value === null) return "None";
+  if (value === true) return "True";
+  if (value === false) return "False";
+  if (Array.isArray(value)) return `[${value.map(py).join(", ")}]`;
+  if (typeof value === "object") {
+    return `{${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${py(v)}`).join(", ")}}`;
+  }
+  return JSON.stringify(value);
 }
 
 // --- wiring -----------------------------------------------------------------------------------------
@@ -302,6 +375,11 @@ function init() {
     update();
   }
   for (const id of ["max_tokens", "system", "message"]) $(id).addEventListener("input", renderCode);
+  $("response_format").addEventListener("change", () => {
+    $("schema-box").hidden = $("response_format").value !== "json_schema";
+    renderCode();
+  });
+  for (const id of ["json_schema", "tools", "tool_choice"]) $(id).addEventListener("input", renderCode);
   document.querySelectorAll("#code .tabs button").forEach((b) =>
     b.addEventListener("click", () => { state.codeLang = b.dataset.lang; renderCode(); }));
   $("copy-code").addEventListener("click", () => navigator.clipboard?.writeText($("code-text").textContent));

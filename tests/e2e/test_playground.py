@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -84,6 +85,40 @@ def test_chat_streams_with_the_slider_values(serve_run, page, artifacts_dir):
     for field in ("'temperature': 0.3", "'top_p': 0.85", "'top_k': 40", "'repetition_penalty': 1.15",
                   "'max_tokens': 24"):
         assert field in logged, logged
+
+
+def test_json_schema_mode_answers_json_that_follows_the_schema(serve_endpoint, page):
+    connect(page, serve_endpoint)
+    page.select_option("#model", CHAT_MODEL)
+    set_range(page, "#temperature", "0")
+    page.select_option("#response_format", "json_schema")
+    expect(page.locator("#schema-box")).to_be_visible()
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    page.fill("#json_schema", json.dumps(schema))
+    expect(page.locator("#code-text")).to_contain_text('"response_format":{"type":"json_schema"')
+    page.fill("#message", "Which city is the capital of France?")
+    page.click("#send")
+    expect(page.locator(".msg.assistant .meta")).to_contain_text("finish: stop", timeout=60_000)
+    answer = json.loads(page.locator(".msg.assistant .text").inner_text())
+    assert set(answer) == {"city"} and isinstance(answer["city"], str)
+
+
+def test_tool_calls_are_shown_and_invalid_json_is_refused_in_the_page(serve_endpoint, page):
+    connect(page, serve_endpoint)
+    page.select_option("#model", CHAT_MODEL)
+    page.fill("#tools", "[not json")
+    page.fill("#message", "Weather in Paris?")
+    page.click("#send")
+    expect(page.locator("#error")).to_contain_text("not valid JSON")
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    page.fill("#tools", json.dumps(tools))
+    page.select_option("#tool_choice", "required")
+    set_range(page, "#temperature", "0")
+    page.click("#send")
+    expect(page.locator(".msg.assistant .meta")).to_contain_text("finish: tool_calls", timeout=60_000)
+    expect(page.locator(".msg.assistant .tool-call")).to_contain_text("get_weather(")
 
 
 def test_stop_aborts_a_stream(serve_endpoint, page):
