@@ -53,9 +53,9 @@ class DecodeBudget:
                                  "damaged or crafted.", param="file")
 
 
-def open_audio(audio: bytes):
+def open_audio(audio: bytes, kind: str | None = None):
     """The upload as a PyAV container, opened with the demuxer its bytes say and nothing else allowed."""
-    demuxer = DEMUXERS[sniff_audio(audio)]
+    demuxer = DEMUXERS[kind or sniff_audio(audio)]
     return av.open(io.BytesIO(audio), format=demuxer, metadata_errors="ignore",
                    options={**_OPEN_OPTIONS, "format_whitelist": demuxer})
 
@@ -82,10 +82,11 @@ def probe(audio: bytes, max_seconds: float, budget: DecodeBudget) -> Probe:
     audio over `max_seconds` before any of it is decoded or transcribed."""
     budget.resume()
     try:
-        with open_audio(audio) as container:
+        kind = sniff_audio(audio)
+        with open_audio(audio, kind) as container:
             _require_audio(container)
             stream = container.streams.audio[0]
-            header = _stated_seconds(container, stream, audio)
+            header = _stated_seconds(container, stream, audio, kind)
             if header is not None and header > max_seconds:
                 raise _too_long(header, max_seconds)
             end = 0.0
@@ -103,10 +104,9 @@ def probe(audio: bytes, max_seconds: float, budget: DecodeBudget) -> Probe:
         budget.pause()
 
 
-def _stated_seconds(container, stream, audio: bytes) -> float | None:
+def _stated_seconds(container, stream, audio: bytes, kind: str) -> float | None:
     """Duration from the headers, unless FFmpeg could only estimate it from the bitrate (an mp3 without a
     Xing/Info/VBRI frame: a variable-bitrate file would look truncated)."""
-    kind = sniff_audio(audio)
     if kind in ("mp3", "mpeg") and not _has_vbr_header(audio):
         return None
     if kind == "wav":  # FFmpeg sizes a wav by the bytes present; its header states the real length

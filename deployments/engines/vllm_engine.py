@@ -119,11 +119,7 @@ def _structured(request: ChatCompletionRequest):
     from vllm.sampling_params import StructuredOutputsParams
 
     constraint = request.constraint()
-    if constraint is None:
-        return None
-    if constraint.schema is None:
-        return StructuredOutputsParams(json_object=True)
-    return StructuredOutputsParams(json=constraint.schema)
+    return None if constraint is None else StructuredOutputsParams(json=constraint.schema)
 
 
 def _logprob_entries(choice, top: int) -> list[dict]:

@@ -24,6 +24,8 @@ from serve_app.security.rate_limit import Decision, Limiter, rate_limit_headers
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ray.serve")  # Serve's replica logger: lines land in the replica's log file
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
 class RequestContextMiddleware:
     """Outermost: gives each request its context (id, start time) and turns unhandled exceptions into a bare 500.
 

@@ -37,15 +37,6 @@ class CompletionRequest(SamplingRequest):
     def constraint(self) -> None:
         return None
 
-    def image_count(self) -> int:
-        return 0
-
-    def image_parts(self) -> list:
-        return []
-
-    def offered_tools(self) -> list:
-        return []
-
     def token_estimate(self) -> int:
         return sum(len(p) for p in self.prompts()) // 4 + len(self.prompts()) * self.n * (self.max_tokens or 0)
 

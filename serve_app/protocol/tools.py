@@ -69,9 +69,9 @@ class ResponseFormat(_Wire):
 
 @dataclass(frozen=True)
 class Constraint:
-    """What a constrained answer must be: JSON following `schema` (None: any JSON value)."""
+    """What a constrained answer must be: JSON following `schema`."""
 
-    schema: dict[str, Any] | None
+    schema: dict[str, Any]
     kind: Literal["json", "tool_calls"]
 
 

@@ -1,5 +1,5 @@
-"""Constrained decoding for the transformers engine: JSON (any object, or a JSON Schema) enforced token by
-token with xgrammar, as a mask on each constrained row's logits.
+"""Constrained decoding for the transformers engine: JSON following a JSON Schema, enforced token by token
+with xgrammar, as a mask on each constrained row's logits.
 
 xgrammar is the library vLLM itself uses for structured outputs, so both engines accept and refuse the same
 schemas; it compiles a schema once (cached here) and keeps per-sequence state in a cheap matcher.
@@ -30,15 +30,12 @@ class Grammars:
 
     def matcher(self, constraint: Constraint, param: str):
         try:
-            compiled = self._compiled(None if constraint.schema is None else json.dumps(constraint.schema,
-                                                                                           sort_keys=True))
+            compiled = self._compiled(json.dumps(constraint.schema, sort_keys=True))
         except (RuntimeError, ValueError) as exc:  # a schema xgrammar cannot enforce (it names the feature)
             raise InvalidRequest(f"This JSON Schema cannot be enforced: {exc}", param=param) from None
         return self._xgr.GrammarMatcher(compiled)
 
-    def _compile(self, schema: str | None):
-        if schema is None:
-            return self._compiler.compile_builtin_json_grammar()
+    def _compile(self, schema: str):
         return self._compiler.compile_json_schema(schema, any_whitespace=False)
 
     def mask(self, logits: torch.Tensor, matchers: list) -> None:

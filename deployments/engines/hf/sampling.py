@@ -17,6 +17,8 @@ class BatchSampler:
         self._params = list(params)
         self._eos_ids = eos_ids
         self._produced = torch.zeros(len(params), dtype=torch.long)  # tokens sampled per row so far
+        # Whether any row has a logit_bias or holds its end back: the per-row pass is skipped otherwise.
+        self._adjusted = any(p.logit_bias or p.ignore_eos or p.min_tokens for p in params)
         # Per row: a grammar matcher (constrained JSON) or None; `grammars` masks the rows that have one.
         self._matchers = list(matchers) if matchers is not None else [None] * len(params)
         self._grammars = grammars
@@ -54,6 +56,7 @@ class BatchSampler:
             self._penalized = True
         self._params += other._params
         self._produced = torch.cat([self._produced, other._produced])
+        self._adjusted = self._adjusted or other._adjusted
         self._eos_ids = self._eos_ids or other._eos_ids
         self._generators += other._generators
         self._matchers += other._matchers
@@ -81,7 +84,8 @@ class BatchSampler:
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        self._apply_bias_and_holds(logits)
+        if self._adjusted:
+            self._apply_bias_and_holds(logits)
         if self._grammars is not None:
             self._grammars.mask(logits, self._matchers)
         if self._penalized:
