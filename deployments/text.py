@@ -18,13 +18,26 @@ class TextModelServer:
         """`engine` injects a ready engine (tests); otherwise the config's engine is built here."""
         self.config = ModelConfig.model_validate(config)
         self.engine = engine if engine is not None else create_text_engine(self.config)
+        self._running = 0
 
     async def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
-        async for step in self.engine.generate(request):
-            yield step
+        self._running += 1
+        try:
+            async for step in self.engine.generate(request):
+                yield step
+        finally:
+            self._running -= 1
 
     async def complete(self, request: ChatCompletionRequest | CompletionRequest) -> Completion:
-        return await collect(self.engine.generate(request), request.n)
+        self._running += 1
+        try:
+            return await collect(self.engine.generate(request), request.n)
+        finally:
+            self._running -= 1
+
+    async def pending(self) -> int:
+        """Requests this replica is answering or holding: the batch runner sends work only while it is low."""
+        return self._running
 
     async def ready(self) -> None:
         """Answered once this replica is up: the gateway's wake-up call for a model scaled to zero."""

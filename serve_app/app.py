@@ -10,12 +10,15 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.engines.options import parse_engine_options
+from serve_app.batches.runner import DEPLOYMENT_OPTIONS as RUNNER_OPTIONS
+from serve_app.batches.runner import BatchRunner
 from serve_app.config import AppArgs, ModelConfig
 from serve_app.gateway.ingress import DEFAULT_OPTIONS as GATEWAY_DEFAULTS
 from serve_app.gateway.ingress import GatewayIngress
 from serve_app.security.auth import ENV_VAR, keys_from_env
 from serve_app.security.rate_limit import DEPLOYMENT_OPTIONS as LIMITER_OPTIONS
 from serve_app.security.rate_limit import RateLimiterServer
+from serve_app.state.setup import resolve
 
 
 def check_engine_options(config: ModelConfig) -> None:
@@ -52,6 +55,8 @@ def bind_speech_model(config: ModelConfig) -> Application:
 
 def build_app(raw_args: dict[str, Any]) -> Application:
     args = AppArgs.model_validate(raw_args)
+    # Where the state lives is decided here, from this process's environment, so every replica agrees.
+    args = args.model_copy(update={"state": resolve(args.state)})
     keys = list(args.api_keys) + keys_from_env()
     if not keys:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")
@@ -64,4 +69,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
         options.pop("autoscaling_config")  # a fixed count replaces autoscaling
     gateway = serve.deployment(GatewayIngress, name="gateway").options(**options)
     limiter = serve.deployment(RateLimiterServer, name="rate-limiter").options(**LIMITER_OPTIONS).bind()
-    return gateway.bind(args.model_dump(), [k.model_dump() for k in keys], handles, limiter)
+    key_dicts = [k.model_dump() for k in keys]
+    runner = serve.deployment(BatchRunner, name="batch-runner").options(**RUNNER_OPTIONS).bind(
+        args.model_dump(), key_dicts, handles, limiter)
+    return gateway.bind(args.model_dump(), key_dicts, handles, limiter, runner)

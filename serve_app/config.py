@@ -106,6 +106,13 @@ class ColdStartConfig(_Strict):
     expected_s: float = Field(60.0, gt=0, description="Cold-start time assumed for Retry-After until one is seen.")
 
 
+class ResponseCacheConfig(_Strict):
+    """Exact-match cache of deterministic answers (temperature 0, or a `seed` given), kept in the state store."""
+
+    ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer is served from the cache.")
+    shared: bool = Field(False, description="One cache for all keys (default: each key has its own).")
+
+
 class ModelConfig(_Strict):
     """One served model: one Serve deployment."""
 
@@ -132,6 +139,8 @@ class ModelConfig(_Strict):
         "hermes (Qwen, Hermes, and the fallback prompt for templates without tools), llama3_json, mistral.")
     reasoning_parser: Literal["qwen3", "deepseek_r1"] | None = Field(
         None, description="For reasoning models: returns their <think> section as `reasoning_content`.")
+    response_cache: ResponseCacheConfig | None = Field(
+        None, description="Text models: answer repeated deterministic requests from the cache (x-cache: hit).")
 
     @property
     def scales_to_zero(self) -> bool:
@@ -154,6 +163,8 @@ class ModelConfig(_Strict):
             object.__setattr__(self, "splitting", SpeechSplitting())
         if self.kind != "speech" and self.splitting is not None:
             raise ValueError("`splitting` applies to speech models only")
+        if self.kind == "speech" and self.response_cache is not None:
+            raise ValueError("`response_cache` applies to text and multimodal models only")
         return self
 
 
@@ -203,6 +214,22 @@ class RateLimits(_Strict):
         return RateLimits(**{**base.model_dump(), **self.model_dump(exclude_none=True)})
 
 
+class Budgets(_Strict):
+    """Spend budgets per key over UTC calendar days and months, checked against the usage ledger (429 when spent).
+    A missing field means no budget; answers served from the cache do not count."""
+
+    tokens_per_day: int | None = Field(None, ge=1, description="Prompt + completion tokens per UTC day.")
+    tokens_per_month: int | None = Field(None, ge=1, description="Prompt + completion tokens per UTC month.")
+    audio_seconds_per_day: int | None = Field(None, ge=1, description="Seconds of audio per UTC day.")
+    audio_seconds_per_month: int | None = Field(None, ge=1, description="Seconds of audio per UTC month.")
+
+    def merged_over(self, base: Budgets) -> Budgets:
+        return Budgets(**{**base.model_dump(), **self.model_dump(exclude_none=True)})
+
+    def any(self) -> bool:
+        return any(v is not None for v in self.model_dump().values())
+
+
 class APIKey(_Strict):
     """A named API key, stored only as the sha256 hex digest of the secret (`make key` prints one)."""
 
@@ -211,7 +238,30 @@ class APIKey(_Strict):
     models: list[str] | None = Field(None, description="Model ids this key may use (default: all).")
     expires_at: datetime | None = Field(None, description="After this instant (UTC if no zone) the key fails.")
     limits: RateLimits | None = Field(None, description="Overrides of the default rate limits for this key.")
-    admin: bool = Field(False, description="May read GET /v1/usage.")
+    budgets: Budgets | None = Field(None, description="Overrides of the default spend budgets for this key.")
+    admin: bool = Field(False, description="Reads every key's usage in GET /v1/usage (other keys see their own).")
+
+
+class StateConfig(_Strict):
+    """The durable state store (usage ledger, files, batches, response cache) and where file bytes live."""
+
+    url: str | None = Field(
+        None, description="Database URL. PostgreSQL for clusters and several gateway replicas "
+        "(postgresql://user:password@host:5432/db; or set ENDPOINT_STATE_URL). Default: SQLite in "
+        "$ENDPOINT_STATE_DIR/endpoint.db (~/.cache/ray-openai-endpoint/state), created on first start.")
+    files_url: str | None = Field(
+        None, description="Folder or fsspec URL (e.g. s3://bucket/prefix) for uploaded and batch output files, "
+        "readable from every gateway replica. Default: the `files` folder beside the SQLite database.")
+    usage_flush_interval_s: float = Field(1.0, gt=0, description="Usage rows are written in batches this often.")
+    usage_buffer_rows: int = Field(
+        100_000, ge=1000, description="Usage rows kept while the store is down; the oldest are dropped beyond.")
+    cache_max_entries: int = Field(10_000, ge=1, description="Response cache size; the oldest entries go first.")
+    max_file_bytes: int = Field(209_715_200, gt=0, description="Largest batch input file (OpenAI: 200 MB).")
+    max_batch_lines: int = Field(50_000, gt=0, description="Most requests in one batch file (OpenAI: 50,000).")
+    max_files_per_key: int = Field(100, ge=1, description="Files one key may keep.")
+    max_batches_in_flight_per_key: int = Field(4, ge=1, description="Batches one key may have unfinished.")
+    batch_concurrency: int = Field(
+        2, ge=1, description="Batch lines sent to one model at once, only while it has no interactive queue.")
 
 
 class IngressConfig(_Strict):
@@ -232,6 +282,8 @@ class AppArgs(_Strict):
     rate_limits: RateLimits = Field(
         default_factory=RateLimits, description="Default per-key limits (ENDPOINT_API_KEYS keys get these)."
     )
+    budgets: Budgets = Field(default_factory=Budgets, description="Default per-key spend budgets.")
+    state: StateConfig = Field(default_factory=StateConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> AppArgs:

@@ -69,6 +69,15 @@ class ModelNotFound(APIError):
         super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param="model")
 
 
+class NotFound(APIError):
+    """A file, batch or other object that does not exist, or belongs to another key (the same answer)."""
+
+    status_code = 404
+
+    def __init__(self, kind: str, object_id: str, param: str | None = None) -> None:
+        super().__init__(f"No such {kind} object: {object_id}", param=param)
+
+
 class RouteNotFound(APIError):
     status_code = 404
 
@@ -86,6 +95,10 @@ class MethodNotAllowed(APIError):
 
     def __init__(self, method: str, path: str) -> None:
         super().__init__(f"Method {method} is not allowed for {path}")
+
+
+class Conflict(APIError):
+    status_code = 409
 
 
 class FileTooLarge(APIError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,15 @@ import pytest
 
 from tests.support.image_server import ImageServer
 from tests.support.media import convert, long_text, speech_wav
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory) -> Path:
+    """Every gateway the tests start (in-process or `serve run`) keeps its state here, never in ~/.cache."""
+    path = tmp_path_factory.mktemp("state")
+    os.environ["ENDPOINT_STATE_DIR"] = str(path)
+    os.environ.pop("ENDPOINT_STATE_URL", None)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,3 @@ class LimiterBackend:
             await self._ask("charge", key, limits, amounts, reserved_tokens, lease)
         except ServiceUnavailable:  # the answer has been sent: record the loss, never fail the response
             log.warning("usage of key %s not charged (rate limiter unavailable): %s", key, amounts)
-
-    async def usage(self) -> dict[str, dict[str, float]]:
-        return await self._ask("usage")

@@ -41,6 +41,8 @@ class RequestContext:
     sampling: dict | None = None  # the request's sampling settings, for the access log
     ttft: float | None = None  # streamed chat: seconds to the first token
     usage: Usage = field(default_factory=Usage)
+    cached: bool = False  # answered from the response cache: recorded as such, not charged to budgets
+    batch_id: str | None = None  # a line of this batch, sent by the batch runner
     # Set by RateLimitMiddleware: holds part of the key's token budget before model work (429 if it cannot).
     reserve: Callable[[int], Awaitable[None]] | None = None
     reserved_tokens: int = 0

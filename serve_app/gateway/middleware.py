@@ -15,11 +15,13 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.errors import APIError, RateLimited, ServerError
+from serve_app.gateway.budgets import BudgetGuard
 from serve_app.gateway.context import RequestContext, Usage, attach, context_of
 from serve_app.gateway.errors import error_response
 from serve_app.gateway.metrics import Metrics
 from serve_app.security.auth import KeyStore
 from serve_app.security.rate_limit import Decision, Limiter, rate_limit_headers
+from serve_app.state.ledger import UsageLedger, UsageRow, now_ms
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ray.serve")  # Serve's replica logger: lines land in the replica's log file
@@ -77,6 +79,45 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
+class BatchCallerMiddleware:
+    """Instead of AuthMiddleware in the batch runner's own gateway, which never listens on a socket: the runner
+    names the key a line runs for, and the batch it belongs to."""
+
+    KEY_HEADER, BATCH_HEADER = "x-batch-key", "x-batch-id"
+
+    def __init__(self, app: ASGIApp, keys: KeyStore) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            context = context_of(scope)
+            try:
+                context.caller = self.keys.by_name(headers.get(self.KEY_HEADER, ""))
+            except APIError as exc:
+                return await error_response(exc)(scope, receive, send)
+            context.batch_id = headers.get(self.BATCH_HEADER)
+        await self.app(scope, receive, send)
+
+
+class BudgetMiddleware:
+    """Refuses a request (429) once its key's daily or monthly spend budget is used up."""
+
+    def __init__(self, app: ASGIApp, guard: BudgetGuard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = context_of(scope) if scope["type"] == "http" else None
+        if context is not None and context.caller is not None:
+            try:
+                await self.guard.check(context.caller)
+            except APIError as exc:
+                return await error_response(exc)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class RateLimitMiddleware:
     """Admits each authenticated request against its key's budgets and concurrency, adds the x-ratelimit-*
     headers, lets the route reserve tokens before model work, and settles what the request used (routes
@@ -116,7 +157,7 @@ class RateLimitMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            charge = _charge(context.usage)
+            charge = {} if context.cached else _charge(context.usage)  # a cache hit ran no model
             if charge or context.reserved_tokens or decision.lease:
                 # shielded: a client that hung up still pays for what it used, and frees its place
                 await asyncio.shield(self.limiter.charge(caller.name, caller.limits, charge, context.reserved_tokens,
@@ -137,11 +178,12 @@ def _charge(usage: Usage) -> dict[str, float]:
 
 
 class MeteringMiddleware:
-    """One access-log line and the metrics for every authenticated request (429s included)."""
+    """One access-log line, the metrics and a usage-ledger row for every authenticated request (429s included)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, ledger: UsageLedger | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.ledger = ledger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = context_of(scope) if scope["type"] == "http" else None
@@ -162,7 +204,19 @@ class MeteringMiddleware:
             usage, model, key = context.usage.as_dict(), context.model or "-", context.caller.name
             # The key's name, never the key.
             # Sampling settings (never message content) help operators answer "why did this reply differ".
-            access_log.info("request_id=%s key=%s model=%s %s %s status=%s usage=%s sampling=%s latency_ms=%.1f",
-                            context.request_id, key, model, scope["method"], scope["path"], status,
-                            usage, context.sampling or {}, 1000 * latency)
+            access_log.info("request_id=%s key=%s model=%s %s %s status=%s usage=%s sampling=%s latency_ms=%.1f"
+                            " cached=%s batch=%s", context.request_id, key, model, scope["method"], scope["path"],
+                            status, usage, context.sampling or {}, 1000 * latency, context.cached,
+                            context.batch_id or "-")
             self.metrics.record(key, model, scope["path"], status, usage, latency, context.ttft)
+            if self.ledger is not None:
+                self.ledger.record(_ledger_row(scope, context, status, latency))
+
+
+def _ledger_row(scope: Scope, context: RequestContext, status: int, latency: float) -> UsageRow:
+    route = scope.get("route")  # the route's pattern, so ids in paths do not make every row a new route
+    used = context.usage
+    return UsageRow(now_ms(), context.request_id, context.caller.name, context.model or "-",
+                    (getattr(route, "path", None) or scope["path"])[:64], status, used.prompt_tokens,
+                    used.completion_tokens, used.audio_seconds, used.images, 1000 * latency, context.cached,
+                    context.batch_id)

@@ -8,6 +8,7 @@ from typing import Any
 from serve_app.config import AUDIO_FORMATS, IMAGE_FORMATS, KINDS, LimitsConfig, ModelConfig
 from serve_app.errors import InvalidRequest, ModelNotFound
 from serve_app.gateway.context import RequestContext
+from serve_app.gateway.response_cache import CachePolicy, cache_policy
 from serve_app.gateway.scale_to_zero import AlwaysReady, ColdStart, ReplicaCounts
 from serve_app.protocol.models import model_card
 
@@ -25,6 +26,7 @@ class ServedModel:
     cold_start: ColdStart | None = None  # set when the deployment can scale to zero
     tool_parser: str = "hermes"  # the model's own tool-call syntax (gateway/tool_calls.py)
     reasoning_parser: str | None = None  # how it marks its thinking (gateway/reasoning.py)
+    cache: CachePolicy | None = None  # answers repeated deterministic requests from the response cache
 
     def card(self) -> dict:
         chat = "chat" in KINDS[self.kind].capabilities
@@ -83,7 +85,8 @@ def _served(config: ModelConfig, backend: Any, limits: LimitsConfig) -> ServedMo
     if config.scales_to_zero:
         cold_start = ColdStart(config.id, config.cold_start.max_hold_s, config.cold_start.expected_s)
     return ServedModel(config.id, config.kind, config.owned_by, backend, _input_limits(config, limits),
-                       config.deployment_name, cold_start, config.tool_parser, config.reasoning_parser)
+                       config.deployment_name, cold_start, config.tool_parser, config.reasoning_parser,
+                       cache_policy(config))
 
 
 def _input_limits(model: ModelConfig, limits: LimitsConfig) -> dict:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from serve_app.config import APIKey, RateLimits
+from serve_app.config import APIKey, Budgets, RateLimits
 from serve_app.errors import AuthenticationFailed, ModelNotFound
 
 ENV_VAR = "ENDPOINT_API_KEYS"
@@ -48,6 +48,7 @@ class Caller:
     models: frozenset[str] | None
     limits: RateLimits
     admin: bool
+    budgets: Budgets = Budgets()
 
     def require_model(self, model_id: str) -> None:
         if self.models is not None and model_id not in self.models:
@@ -55,12 +56,28 @@ class Caller:
 
 
 class KeyStore:
-    def __init__(self, keys: list[APIKey], default_limits: RateLimits | None = None) -> None:
+    def __init__(self, keys: list[APIKey], default_limits: RateLimits | None = None,
+                 default_budgets: Budgets | None = None) -> None:
         if not keys:
             raise ValueError(f"no API keys configured: set {ENV_VAR} (comma-separated) or api_keys")
         default_limits = default_limits or RateLimits()
+        self._default_budgets = default_budgets or Budgets()
         self._keys = [(bytes.fromhex(k.sha256), k, (k.limits or RateLimits()).merged_over(default_limits))
                       for k in keys]
+        self._by_name = {k.name: (k, limits) for _, k, limits in self._keys}
+
+    def _caller(self, key: APIKey, limits: RateLimits) -> Caller:
+        if key.expires_at is not None and _utc(key.expires_at) <= datetime.now(UTC):
+            raise AuthenticationFailed("This API secret has expired.")
+        budgets = (key.budgets or Budgets()).merged_over(self._default_budgets)
+        return Caller(key.name, frozenset(key.models) if key.models is not None else None, limits, key.admin,
+                      budgets)
+
+    def by_name(self, name: str) -> Caller:
+        """The caller a batch was created by (the batch runner acts for it; it holds no secret)."""
+        if name not in self._by_name:
+            raise AuthenticationFailed(f"The key `{name}` that created this batch no longer exists.")
+        return self._caller(*self._by_name[name])
 
     def authenticate(self, headers: Mapping[str, str]) -> Caller:
         secret = presented_key(headers)
@@ -76,10 +93,7 @@ class KeyStore:
                 found = (key, limits)
         if found is None:
             raise AuthenticationFailed()
-        key, limits = found
-        if key.expires_at is not None and _utc(key.expires_at) <= datetime.now(UTC):
-            raise AuthenticationFailed("This API secret has expired.")
-        return Caller(key.name, frozenset(key.models) if key.models is not None else None, limits, key.admin)
+        return self._caller(*found)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -58,7 +58,6 @@ class RateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
-        self._usage: dict[str, dict[str, float]] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key -> lease -> expiry
 
     def admit(self, key: str, limits: RateLimits) -> Decision:
@@ -81,7 +80,6 @@ class RateLimiter:
             leases[lease] = now + LEASE_S
         if "requests" in buckets:
             buckets["requests"].level -= 1
-        self._count(key, requests=1)
         return Decision(True, state=self._state(buckets), lease=lease)
 
     def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
@@ -112,7 +110,6 @@ class RateLimiter:
         for dimension, amount in debits.items():
             if dimension in buckets:
                 buckets[dimension].level -= amount
-        self._count(key, **amounts)
 
     def in_flight(self, key: str) -> int:
         return len(self._live_leases(key, self._clock()))
@@ -122,9 +119,6 @@ class RateLimiter:
         for lease in [lease for lease, expiry in leases.items() if expiry < now]:
             del leases[lease]
         return leases
-
-    def usage(self) -> dict[str, dict[str, float]]:
-        return {key: dict(totals) for key, totals in self._usage.items()}
 
     def _buckets_for(self, key: str, limits: RateLimits, now: float) -> dict[str, _Bucket]:
         out = {}
@@ -138,11 +132,6 @@ class RateLimiter:
             bucket.refill(now)
             out[dimension] = bucket
         return out
-
-    def _count(self, key: str, **amounts: float) -> None:
-        totals = self._usage.setdefault(key, {})
-        for name, amount in amounts.items():
-            totals[name] = totals.get(name, 0) + amount
 
     @staticmethod
     def _state(buckets: dict[str, _Bucket]) -> dict[str, tuple[int, int, float]]:
@@ -182,8 +171,6 @@ class Limiter(Protocol):
     async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
                      lease: str | None = None) -> None: ...
 
-    async def usage(self) -> dict[str, dict[str, float]]: ...
-
 
 # One replica on purpose: it is the single place every gateway replica's rate limits are counted.
 DEPLOYMENT_OPTIONS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 1000}
@@ -204,6 +191,3 @@ class RateLimiterServer:
     async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
                      lease: str | None = None) -> None:
         self.limiter.charge(key, limits, reserved_tokens, lease, **amounts)
-
-    async def usage(self) -> dict[str, dict[str, float]]:
-        return self.limiter.usage()

@@ -26,12 +26,19 @@ def test_refuses_to_build_without_a_secret(monkeypatch):
         build_app(app_args(CPU_CONFIG))
 
 
-def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch):
+def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch, tmp_path):
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1,k2")
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("ENDPOINT_STATE_URL", raising=False)
     app = build_app(app_args(CPU_CONFIG))
     gateway = app._bound_deployment
     assert gateway.name == "gateway"
-    args, keys, handles, limiter = gateway.init_args
+    args, keys, handles, limiter, runner = gateway.init_args
+    # the state's location is fixed by the building process, so every replica opens the same store
+    assert args["state"]["url"] == f"sqlite:///{tmp_path}/endpoint.db"
+    assert args["state"]["files_url"] == f"{tmp_path}/files"
+    assert runner._bound_deployment.name == "batch-runner" and runner._bound_deployment.num_replicas == 1
+    assert runner._bound_deployment.init_args[2] is handles
     assert [k["name"] for k in keys] == ["env-1", "env-2"]
     assert "k1" not in str(keys)  # only digests leave the driver
     assert limiter._bound_deployment.name == "rate-limiter" and limiter._bound_deployment.num_replicas == 1
@@ -84,7 +91,7 @@ def test_every_shipped_config_builds_its_graph_and_engine_options(monkeypatch, p
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
     raw = app_args(path)
     args = AppArgs.model_validate(raw)
-    _, _, handles, _ = build_app(raw)._bound_deployment.init_args  # checks every engine's own options
+    _, _, handles, _, _ = build_app(raw)._bound_deployment.init_args  # checks every engine's own options
     assert sorted(handles) == sorted(m.id for m in args.models)
     for model in args.models:
         if model.engine == "vllm":
@@ -109,7 +116,7 @@ def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
     gateway = build_app(app_args(GPU_CONFIG))._bound_deployment
     assert not gateway.ray_actor_options.get("num_gpus")
-    _, _, handles, _ = gateway.init_args
+    _, _, handles, _, _ = gateway.init_args
     kinds = {}
     for model_id, app in handles.items():
         deployment = app._bound_deployment

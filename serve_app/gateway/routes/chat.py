@@ -19,6 +19,7 @@ from serve_app.gateway.inputs.image_parts import ImageInputs
 from serve_app.gateway.inputs.schemas import check_schemas
 from serve_app.gateway.reasoning import ReasoningSplitter
 from serve_app.gateway.registry import ModelRegistry, ServedModel
+from serve_app.gateway.response_cache import HEADER, CachedAnswer, ResponseCache, answer_from_cache
 from serve_app.gateway.streaming import sse_response
 from serve_app.gateway.tool_calls import answer_deltas, assistant_answer
 from serve_app.protocol.chat import (
@@ -32,10 +33,12 @@ from serve_app.protocol.validation import parse_model
 
 
 class ChatRoute:
-    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits, images: ImageInputs) -> None:
+    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits, images: ImageInputs,
+                 cache: ResponseCache) -> None:
         self.registry = registry
         self.body_limits = body_limits
         self.images = images
+        self.cache = cache
 
     async def handle(self, request: Request) -> Response:
         context = context_of(request)
@@ -48,6 +51,10 @@ class ChatRoute:
             model.require("image")
             chat = await self.images.resolve(chat, model.limits["max_images_per_request"])
             context.usage.images = chat.image_count()
+        cache_key = self.cache.key_for(model.cache, context, "chat", chat)
+        headers = {HEADER: "miss"} if cache_key else {}
+        if cache_key and (cached := await self.cache.lookup(cache_key)) is not None:
+            return answer_from_cache(cached, context, "chatcmpl")
         await context.reserve_tokens(chat.token_estimate())  # before any model work: 429 if over budget
         await self.registry.warm(model)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -58,13 +65,22 @@ class ChatRoute:
             context.usage.completion_tokens = result.usage.completion_tokens
             answers = [(assistant_answer(text, finish, chat, model.tool_parser, model.reasoning_parser), logprobs)
                        for text, finish, logprobs in result.choices]
-            return JSONResponse(completion_body(completion_id, chat.model, answers, usage))
+            body = completion_body(completion_id, chat.model, answers, usage)
+            if cache_key:
+                self.cache.store(cache_key, model.id, model.cache, CachedAnswer(
+                    "json", body, None, result.usage.prompt_tokens, result.usage.completion_tokens))
+            return JSONResponse(body, headers=headers)
         steps = model.backend.stream(chat)
         # Take the first step before answering, so errors found up front (context too long, bad params)
         # still get their own status code instead of an in-stream error event.
         first = await anext(steps)
         context.ttft = time.perf_counter() - context.started
-        return sse_response(_chunks(chat, completion_id, first, steps, context.usage, model))
+        events = _chunks(chat, completion_id, first, steps, context.usage, model)
+        if cache_key:
+            used = context.usage
+            events = self.cache.recording(cache_key, model.id, model.cache, events,
+                                          lambda: (used.prompt_tokens, used.completion_tokens))
+        return sse_response(events, headers=headers)
 
 
 async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: GenerationStep,

@@ -18,6 +18,7 @@ from serve_app.errors import InvalidRequest
 from serve_app.gateway.body import JSONLimits, read_json
 from serve_app.gateway.context import Usage, context_of
 from serve_app.gateway.registry import ModelRegistry, ServedModel
+from serve_app.gateway.response_cache import HEADER, CachedAnswer, ResponseCache, answer_from_cache
 from serve_app.gateway.streaming import sse_response
 from serve_app.protocol.chat import usage_dict
 from serve_app.protocol.completions import (
@@ -31,9 +32,10 @@ from serve_app.protocol.validation import parse_model
 
 
 class CompletionsRoute:
-    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits) -> None:
+    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits, cache: ResponseCache) -> None:
         self.registry = registry
         self.body_limits = body_limits
+        self.cache = cache
 
     async def handle(self, request: Request) -> Response:
         context = context_of(request)
@@ -42,19 +44,32 @@ class CompletionsRoute:
             raise InvalidRequest(f"prompt must be a string or a list of 1 to {MAX_PROMPTS} strings.", param="prompt")
         model = self.registry.for_caller(context, req.model, "chat")
         context.sampling = req.sampling_summary()
+        cache_key = self.cache.key_for(model.cache, context, "completions", req)
+        headers = {HEADER: "miss"} if cache_key else {}
+        if cache_key and (cached := await self.cache.lookup(cache_key)) is not None:
+            return answer_from_cache(cached, context, "cmpl")
         await context.reserve_tokens(req.token_estimate())
         await self.registry.warm(model)
         completion_id = f"cmpl-{uuid.uuid4().hex}"
+        used = context.usage
         if not req.stream:
             results = await asyncio.gather(*(model.backend.complete(req.for_prompt(p)) for p in req.prompts()))
-            context.usage.prompt_tokens = sum(r.usage.prompt_tokens for r in results)
-            context.usage.completion_tokens = sum(r.usage.completion_tokens for r in results)
-            usage = usage_dict(context.usage.prompt_tokens, context.usage.completion_tokens)
-            return JSONResponse(completion_body(completion_id, req.model, _choices(req, results), usage))
+            used.prompt_tokens = sum(r.usage.prompt_tokens for r in results)
+            used.completion_tokens = sum(r.usage.completion_tokens for r in results)
+            body = completion_body(completion_id, req.model, _choices(req, results),
+                                   usage_dict(used.prompt_tokens, used.completion_tokens))
+            if cache_key:
+                self.cache.store(cache_key, model.id, model.cache,
+                                 CachedAnswer("json", body, None, used.prompt_tokens, used.completion_tokens))
+            return JSONResponse(body, headers=headers)
         first_steps = model.backend.stream(req.for_prompt(req.prompts()[0]))
         first = await anext(first_steps)  # errors found up front keep their status code
         context.ttft = time.perf_counter() - context.started
-        return sse_response(_chunks(req, model, completion_id, first, first_steps, context.usage))
+        events = _chunks(req, model, completion_id, first, first_steps, used)
+        if cache_key:
+            events = self.cache.recording(cache_key, model.id, model.cache, events,
+                                          lambda: (used.prompt_tokens, used.completion_tokens))
+        return sse_response(events, headers=headers)
 
 
 def _choices(req: CompletionRequest, results: list[Completion]) -> list[dict]:

@@ -1,22 +1,71 @@
-"""GET /v1/usage: per-key usage since start, for operators (admin keys only)."""
+"""GET /v1/usage: aggregates from the durable usage ledger, shaped like OpenAI's usage API (buckets of
+results, `page`/`next_page` pagination). Admin keys see every key; any other key sees its own usage."""
 
 from __future__ import annotations
+
+import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from serve_app.errors import Forbidden
+from serve_app.errors import InvalidRequest
 from serve_app.gateway.context import context_of
-from serve_app.security.rate_limit import Limiter
+from serve_app.state.ledger import BUCKET_WIDTHS_S, GROUPS, UsageLedger
+from serve_app.state.store import store_unavailable
+
+# Buckets per page by width: (default, most), as OpenAI's usage API pages them.
+_PAGE_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be an integer (unix seconds for times).", param=name) from None
+
+
+def _group_by(request: Request) -> list[str]:
+    values = request.query_params.getlist("group_by") + request.query_params.getlist("group_by[]")
+    groups = [g.strip() for value in values for g in value.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise InvalidRequest(f"`group_by` may hold {sorted(GROUPS)}, not {unknown}.", param="group_by")
+    return list(dict.fromkeys(groups))
 
 
 class UsageRoute:
-    def __init__(self, limiter: Limiter) -> None:
-        self.limiter = limiter
+    def __init__(self, ledger: UsageLedger) -> None:
+        self.ledger = ledger
 
     async def handle(self, request: Request) -> JSONResponse:
-        if not context_of(request).authenticated().admin:
-            raise Forbidden("Only admin keys may read usage.")
-        usage = await self.limiter.usage()
-        keys = [{"key": name, **totals} for name, totals in sorted(usage.items())]
-        return JSONResponse({"object": "usage", "keys": keys})
+        caller = context_of(request).authenticated()
+        start = _int_param(request, "start_time")
+        if start is None:
+            raise InvalidRequest("`start_time` (unix seconds, inclusive) is required.", param="start_time")
+        end = _int_param(request, "end_time", int(time.time()) + 1)
+        width_name = request.query_params.get("bucket_width", "1d")
+        if width_name not in BUCKET_WIDTHS_S:
+            raise InvalidRequest(f"`bucket_width` must be one of {list(BUCKET_WIDTHS_S)}.", param="bucket_width")
+        width = BUCKET_WIDTHS_S[width_name]
+        default_limit, most = _PAGE_LIMITS[width_name]
+        limit = _int_param(request, "limit", default_limit)
+        if not 1 <= limit <= most:
+            raise InvalidRequest(f"`limit` must be 1 to {most} buckets for bucket_width {width_name}.", param="limit")
+        page = _int_param(request, "page", start)
+        if start < 0 or end <= start or not start <= page < end or (page - start) % width:
+            raise InvalidRequest("need 0 <= start_time < end_time, and `page` as returned in `next_page`.",
+                                 param="page" if request.query_params.get("page") else "start_time")
+        group_by = _group_by(request)
+        page_end = min(end, page + limit * width)
+        try:
+            found = await self.ledger.buckets(page, page_end, width, group_by, None if caller.admin else caller.name)
+        except Exception:  # noqa: BLE001 - the store is down: say so, with a retry hint
+            raise store_unavailable() from None
+        data = [{"object": "bucket", "start_time": t, "end_time": min(t + width, end), "results": found.get(t, [])}
+                for t in range(page, page_end, width)]
+        more = page_end < end
+        return JSONResponse({"object": "page", "data": data, "has_more": more,
+                             "next_page": str(page_end) if more else None})

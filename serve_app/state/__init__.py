@@ -1,0 +1,1 @@
+"""Durable state shared by every gateway replica: the usage ledger, files, batches and the response cache."""

@@ -1,0 +1,56 @@
+"""Where the state lives (resolved once, by the process that builds the app) and the objects built on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from serve_app.config import StateConfig
+from serve_app.state.batches import BatchRepository
+from serve_app.state.cache import CacheStorage
+from serve_app.state.files import FileRepository, FileStorage
+from serve_app.state.ledger import UsageLedger
+from serve_app.state.store import StateStore
+
+STATE_DIR_ENV = "ENDPOINT_STATE_DIR"
+STATE_URL_ENV = "ENDPOINT_STATE_URL"
+
+
+def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get(STATE_DIR_ENV) or Path.home() / ".cache" / "ray-openai-endpoint" / "state").absolute()
+
+
+def resolve(config: StateConfig, environ: Mapping[str, str] = os.environ) -> StateConfig:
+    """Fill in the defaults: the YAML's URL, else ENDPOINT_STATE_URL, else SQLite under the state folder; file
+    bytes beside it unless `files_url` says otherwise."""
+    folder = state_dir(environ)
+    url = config.url or environ.get(STATE_URL_ENV) or f"sqlite:///{folder / 'endpoint.db'}"
+    files_url = config.files_url or str(folder / "files")
+    return config.model_copy(update={"url": url, "files_url": files_url})
+
+
+@dataclass
+class State:
+    store: StateStore
+    ledger: UsageLedger
+    cache: CacheStorage
+    files: FileRepository
+    batches: BatchRepository
+    config: StateConfig
+
+    @classmethod
+    def open(cls, config: StateConfig) -> State:
+        """Builds the objects; nothing connects until first use (a store that is down does not stop the app)."""
+        config = resolve(config)
+        store = StateStore(config.url)
+        return cls(store, UsageLedger(store, config.usage_flush_interval_s, config.usage_buffer_rows),
+                   CacheStorage(store, config.cache_max_entries),
+                   FileRepository(store, FileStorage(config.files_url)), BatchRepository(store), config)
+
+    async def close(self) -> None:
+        """Flush what is queued, then close connections (a graceful stop loses no usage rows)."""
+        await self.ledger.close()
+        await self.cache.drain()
+        await self.store.dispose()
