@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-# espeak-ng and ffmpeg synthesize the speech the tests transcribe.
+# espeak-ng and ffmpeg synthesize the speech the tests transcribe; the tests start their own PostgreSQL server
+# (Debian's postgresql; its binaries live in /usr/lib/postgresql/<version>/bin) to run the state store on it.
 system-deps:
-	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v chromium >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq espeak-ng ffmpeg chromium >/dev/null; }
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v chromium >/dev/null && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq espeak-ng ffmpeg chromium postgresql >/dev/null; }
 
 run: install
 	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \

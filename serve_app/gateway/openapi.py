@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from serve_app.protocol.audio import TranscriptionRequest
+from serve_app.protocol.batches import BatchCreateRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
 
 REF = "#/components/schemas/{model}"
-ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret", "404": "Unknown model or route",
+ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret",
+          "404": "Unknown model, route, file or batch", "409": "Not possible in the object's state",
           "408": "The request body arrived too slowly", "413": "File or body too large",
           "415": "Unsupported file type", "429": "A rate limit is spent", "500": "Server error",
           "503": "Model overloaded, starting, or unavailable; retry"}
@@ -72,7 +74,7 @@ def _json(schema_ref: str, description: str) -> dict:
 def _request_schemas() -> dict[str, Any]:
     """Components for the wire models: each model's schema, its nested definitions hoisted beside it."""
     schemas: dict[str, Any] = {}
-    for model in (ChatCompletionRequest, CompletionRequest, TranscriptionRequest):
+    for model in (ChatCompletionRequest, CompletionRequest, TranscriptionRequest, BatchCreateRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -92,7 +94,8 @@ def openapi_document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Self-hosted OpenAI-compatible endpoint", "version": version,
-                 "description": "Chat (text and images) and speech recognition behind one URL and API secret."},
+                 "description": "Chat (text and images), speech recognition, files and batches behind one URL and "
+                                "API secret."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
@@ -142,10 +145,62 @@ def openapi_document(version: str) -> dict[str, Any]:
                                                   "text/vtt": {"schema": {"type": "string"}},
                                                   "text/event-stream": {"schema": SSE_EVENT}}},
                               **_errors(*api_errors, "415")}}},
-            "/v1/usage": {"get": {"operationId": "usage", "responses": {
-                "200": {"description": "Usage per key since start (admin keys)",
-                        "content": {"application/json": {"schema": {"type": "object"}}}},
-                "403": _errors("400")["400"] | {"description": "Not an admin key"},
-                **_errors("401", "429", "500", "503")}}},
+            "/v1/usage": {"get": {
+                "operationId": "usage",
+                "parameters": [_query("start_time", {"type": "integer"}, required=True),
+                               _query("end_time", {"type": "integer"}),
+                               _query("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
+                               _query("group_by", {"type": "array", "items": {
+                                   "type": "string", "enum": ["model", "key", "batch"]}}),
+                               _query("limit", {"type": "integer"}), _query("page", {"type": "string"})],
+                "responses": {"200": _object("Buckets of usage from the ledger (admin keys: every key)"),
+                              **_errors("400", "401", "429", "500", "503")}}},
+            "/v1/files": {
+                "post": {"operationId": "createFile",
+                         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                             "type": "object", "required": ["file", "purpose"],
+                             "properties": {"file": {"type": "string", "format": "binary"},
+                                            "purpose": {"type": "string", "enum": ["batch"]}}}}}},
+                         "responses": {"200": _object("The file"), **_errors(*api_errors, "415")}},
+                "get": {"operationId": "listFiles",
+                        "parameters": [_query("purpose", {"type": "string"}), _query("limit", {"type": "integer"}),
+                                       _query("after", {"type": "string"}),
+                                       _query("order", {"type": "string", "enum": ["asc", "desc"]})],
+                        "responses": {"200": _object("This key's files"), **_errors(*api_errors)}}},
+            "/v1/files/{file_id}": {
+                "get": {"operationId": "retrieveFile", "parameters": [_path("file_id")],
+                        "responses": {"200": _object("The file"), **_errors(*api_errors)}},
+                "delete": {"operationId": "deleteFile", "parameters": [_path("file_id")],
+                           "responses": {"200": _object("Deleted"), **_errors(*api_errors)}}},
+            "/v1/files/{file_id}/content": {"get": {
+                "operationId": "downloadFile", "parameters": [_path("file_id")],
+                "responses": {"200": {"description": "The file's bytes (JSONL)", "content": {
+                    "application/jsonl": {"schema": {"type": "string"}}}}, **_errors(*api_errors)}}},
+            "/v1/batches": {
+                "post": {"operationId": "createBatch",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "$ref": REF.format(model="BatchCreateRequest")}}}},
+                         "responses": {"200": _object("The batch"), **_errors(*api_errors, "415")}},
+                "get": {"operationId": "listBatches",
+                        "parameters": [_query("limit", {"type": "integer"}), _query("after", {"type": "string"})],
+                        "responses": {"200": _object("This key's batches"), **_errors(*api_errors)}}},
+            "/v1/batches/{batch_id}": {"get": {
+                "operationId": "retrieveBatch", "parameters": [_path("batch_id")],
+                "responses": {"200": _object("The batch"), **_errors(*api_errors)}}},
+            "/v1/batches/{batch_id}/cancel": {"post": {
+                "operationId": "cancelBatch", "parameters": [_path("batch_id")],
+                "responses": {"200": _object("The batch, cancelling"), **_errors(*api_errors, "409")}}},
         },
     }
+
+
+def _object(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _query(name: str, schema: dict, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
