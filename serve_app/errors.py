@@ -56,11 +56,6 @@ class AuthenticationFailed(APIError):
         self.headers.setdefault("WWW-Authenticate", "Bearer")
 
 
-class Forbidden(APIError):
-    status_code = 403
-    default_code = "insufficient_permissions"
-
-
 class ModelNotFound(APIError):
     status_code = 404
     default_code = "model_not_found"

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.image_server import ImageServer
 from tests.support.media import convert, long_text, speech_wav
+from tests.support.postgres import PostgresServer, unavailable_reason
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,6 +20,16 @@ def state_dir(tmp_path_factory) -> Path:
     os.environ["ENDPOINT_STATE_DIR"] = str(path)
     os.environ.pop("ENDPOINT_STATE_URL", None)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for this session (the state store's cluster database)."""
+    reason = unavailable_reason()
+    if reason is not None:  # a missing server is a broken set-up, not a reason to test less
+        pytest.fail(f"PostgreSQL is needed for the state store tests ({reason}); run `make system-deps`.")
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

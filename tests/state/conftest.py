@@ -7,18 +7,7 @@ import itertools
 
 import pytest
 
-from tests.support.postgres import PostgresServer, unavailable_reason
-
 _databases = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    reason = unavailable_reason()
-    if reason is not None:  # a missing server is a broken set-up, not a reason to test less
-        pytest.fail(f"PostgreSQL is needed for the state store tests ({reason}); run `make system-deps`.")
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -165,13 +165,17 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 60) -> None:
         proc.wait(10)
 
 
+def warm_up_chat(url: str, api_key: str, model: str) -> None:
+    r = httpx.post(url + "/v1/chat/completions", headers={"x-api-key": api_key}, timeout=300, json={
+        "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    r.raise_for_status()
+
+
 def warm_up(url: str, api_key: str, chat_models: list[str], speech_model: str, audio: Path) -> None:
     """One real call per model: handles queue requests until replicas are up, so this waits for them."""
     headers = {"x-api-key": api_key}
     for model in chat_models:
-        r = httpx.post(url + "/v1/chat/completions", headers=headers, timeout=300, json={
-            "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
-        r.raise_for_status()
+        warm_up_chat(url, api_key, model)
     r = httpx.post(url + "/v1/audio/transcriptions", headers=headers, timeout=300,
                    data={"model": speech_model}, files={"file": (audio.name, audio.read_bytes())})
     r.raise_for_status()
