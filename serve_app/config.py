@@ -261,7 +261,8 @@ class StateConfig(_Strict):
     max_files_per_key: int = Field(100, ge=1, description="Files one key may keep.")
     max_batches_in_flight_per_key: int = Field(4, ge=1, description="Batches one key may have unfinished.")
     batch_concurrency: int = Field(
-        2, ge=1, description="Batch lines sent to one model at once, only while it has no interactive queue.")
+        1, ge=1, description="Batch lines sent to one model at once, only while it has no interactive request "
+        "(bench/batch_priority.py: 1 keeps interactive TTFT within ~1.2x on the CPU default, 2 costs 1.6x).")
 
 
 class IngressConfig(_Strict):

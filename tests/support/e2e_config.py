@@ -30,7 +30,9 @@ def e2e_config(config: dict) -> None:
     speech["engine_options"]["cpu_threads"] = 1
     speech["splitting"] = {"chunk_seconds": CHUNK_SECONDS}
     chat = next(m for m in args["models"] if m["id"] == CHAT_MODEL)
-    args["models"].append({**chat, "id": ONE_SLOT_MODEL,
+    # no response cache: the overload and fault tests need every request to reach its one slot
+    chat_without_cache = {k: v for k, v in chat.items() if k != "response_cache"}
+    args["models"].append({**chat_without_cache, "id": ONE_SLOT_MODEL,
                            "engine_options": {**chat["engine_options"], "torch_threads": 1},
                            "deployment": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1,
                                           # no CPU reserved: a replacement always fits (test_faults kills it)
