@@ -64,12 +64,15 @@ class BatchesRoute:
                               "unfinished batches; wait for one to end or cancel one.", code="batch_limit_reached")
         batch = await self.batches.create(caller.name, req.endpoint, row.id, req.completion_window, req.metadata,
                                           len(lines))
+        await self._wake_runner()
+        return JSONResponse(batch)
+
+    async def _wake_runner(self) -> None:
         if self.wake_runner is not None:
             try:
                 await self.wake_runner()
-            except Exception as exc:  # noqa: BLE001 - the runner also polls; a lost wake-up only delays the start
+            except Exception as exc:  # noqa: BLE001 - the runner also polls; a lost wake-up only delays it
                 log.warning("could not wake the batch runner: %s", exc)
-        return JSONResponse(batch)
 
     async def _owned(self, request: Request):
         batch_id = request.path_params["batch_id"]
@@ -86,11 +89,7 @@ class BatchesRoute:
         if row.status in ("completed", "failed", "expired"):
             raise Conflict(f"Cannot cancel a batch with status `{row.status}`.", code="batch_not_cancellable")
         await self.batches.transition(row.id, ("validating", "in_progress"), "cancelling")
-        if self.wake_runner is not None:
-            try:
-                await self.wake_runner()
-            except Exception as exc:  # noqa: BLE001 - see create()
-                log.warning("could not wake the batch runner: %s", exc)
+        await self._wake_runner()
         return JSONResponse(batch_object(await self._owned(request)))
 
     async def list(self, request: Request) -> JSONResponse:
