@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from serve_app.errors import InvalidRequest
+from serve_app.gateway.json_guard import count_elements, first_unencodable
 
 # JSON routes a batch may target (transcriptions take multipart uploads, which JSONL cannot carry).
 BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
@@ -23,15 +24,17 @@ class BatchLine:
     body: dict
 
 
-def parse_batch_file(data: bytes, max_lines: int, param: str = "file") -> list[BatchLine]:
-    """Every line a well-formed request to a batch endpoint, custom_ids unique; InvalidRequest names the line."""
+def parse_batch_file(data: bytes, max_lines: int, max_elements: int, param: str = "file") -> list[BatchLine]:
+    """Every line a well-formed request to a batch endpoint, custom_ids unique; InvalidRequest names the line.
+    Each line is bounded as a JSON request body is (`max_elements`, nesting, valid Unicode)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("The batch file must be UTF-8 JSONL.", param=param) from None
     lines: list[BatchLine] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() would also cut at U+2028 and friends, which JSON strings may hold raw
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         if len(lines) == max_lines:
@@ -40,10 +43,18 @@ def parse_batch_file(data: bytes, max_lines: int, param: str = "file") -> list[B
         def bad(why: str, number: int = number) -> InvalidRequest:
             return InvalidRequest(f"Line {number} of the batch file: {why}", param=param, code="invalid_batch_line")
 
+        elements = count_elements(raw.encode())
+        if elements > max_elements:
+            raise bad(f"too many JSON elements ({elements:,}; the maximum is {max_elements:,}).")
         try:
             item = json.loads(raw)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise bad(f"not valid JSON ({exc.msg} at column {exc.colno}).") from None
+        except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
+            raise bad(f"not valid JSON ({exc}).") from None
+        unencodable = first_unencodable(item)
+        if unencodable is not None:
+            raise bad(f"the string at `{unencodable}` is not valid Unicode (a lone surrogate).")
         if not isinstance(item, dict):
             raise bad("must be a JSON object with custom_id, method, url and body.")
         extra = sorted(set(item) - {"custom_id", "method", "url", "body"})

@@ -92,7 +92,7 @@ def _api_routes(registry: ModelRegistry, limits: LimitsConfig, state: State,
     models = ModelsRoute(registry)
     json_limits = JSONLimits(limits.max_request_bytes, limits.max_json_elements, _body_deadline(limits))
     cache = ResponseCache(state.cache)
-    files = FilesRoute(state.files, state.config, _body_deadline(limits))
+    files = FilesRoute(state.files, state.config, _body_deadline(limits), limits.max_json_elements)
     batches = BatchesRoute(state.batches, state.files, registry, state.config, json_limits, wake_runner)
     return [
         Route("/v1/usage", UsageRoute(state.ledger).handle, methods=["GET"]),

@@ -16,7 +16,7 @@ def line(custom_id="a", url="/v1/chat/completions", **body) -> str:
 
 
 def test_a_good_file_parses_with_blank_lines_skipped():
-    lines = parse_batch_file(f"{line('a')}\n\n{line('b', '/v1/completions')}\n".encode(), 10)
+    lines = parse_batch_file(f"{line('a')}\n\n{line('b', '/v1/completions')}\n".encode(), 10, 1000)
     assert [(x.index, x.number, x.custom_id, x.url) for x in lines] == [
         (0, 1, "a", "/v1/chat/completions"), (1, 3, "b", "/v1/completions")]
 
@@ -33,22 +33,37 @@ def test_a_good_file_parses_with_blank_lines_skipped():
     (line() + "\n" + json.dumps({"custom_id": "b", "method": "POST", "url": "/v1/completions", "body": {
         "model": "m"}, "extra": 1}), "Line 2 of the batch file: unknown fields ['extra']"),
     ("\n\n", "holds no requests"),
+    (line() + "\n" + "[" * 100_000 + "]" * 100_000, "Line 2 of the batch file: too many JSON elements"),
+    (line(messages=[{"role": "user", "content": "\ud800"}]),
+     "the string at `body.messages[0].content` is not valid Unicode"),
 ])
 def test_mistakes_name_their_line(content, found):
     with pytest.raises(InvalidRequest) as caught:
-        parse_batch_file(content.encode(), 10)
+        parse_batch_file(content.encode(), 10, 1000)
     assert found in caught.value.message and caught.value.param == "file"
+
+
+def test_hostile_nesting_is_a_400_even_under_the_element_bound():
+    with pytest.raises(InvalidRequest, match="Line 1 of the batch file: not valid JSON"):
+        parse_batch_file(("[" * 5000 + "]" * 5000).encode(), 10, 10_000_000)
+
+
+def test_a_line_separator_inside_a_string_does_not_cut_the_line():
+    raw = line(messages=[{"role": "user", "content": "one\u2028two"}]).replace("\\u2028", "\u2028")
+    assert "\u2028" in raw  # the separator raw in the file, as JSON allows
+    lines = parse_batch_file(raw.encode(), 10, 1000)
+    assert lines[0].body["messages"][0]["content"] == "one\u2028two"
 
 
 def test_too_many_lines_and_bad_encoding_are_refused():
     with pytest.raises(InvalidRequest, match="more than 2 requests"):
-        parse_batch_file("\n".join(line(str(i)) for i in range(3)).encode(), 2)
+        parse_batch_file("\n".join(line(str(i)) for i in range(3)).encode(), 2, 1000)
     with pytest.raises(InvalidRequest, match="UTF-8"):
-        parse_batch_file(b"\xff\xfe", 2)
+        parse_batch_file(b"\xff\xfe", 2, 1000)
 
 
 def test_at_batch_creation_lines_must_match_the_endpoint_and_name_usable_models():
-    lines = parse_batch_file(f"{line('a')}\n{line('b', model='secret')}".encode(), 10)
+    lines = parse_batch_file(f"{line('a')}\n{line('b', model='secret')}".encode(), 10, 1000)
     with pytest.raises(InvalidRequest, match="Line 1 of the input file .* differs from the batch's endpoint"):
         check_batch_lines(lines, "/v1/completions", lambda model: True)
     with pytest.raises(InvalidRequest) as caught:

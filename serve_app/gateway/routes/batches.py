@@ -57,7 +57,8 @@ class BatchesRoute:
             raise NotFound("File", req.input_file_id, param="input_file_id")
         if row.purpose != "batch":
             raise InvalidRequest(f"File {row.id} has purpose `{row.purpose}`, not `batch`.", param="input_file_id")
-        lines = parse_batch_file(await self.files.content(row), self.config.max_batch_lines, param="input_file_id")
+        lines = parse_batch_file(await self.files.content(row), self.config.max_batch_lines,
+                                 self.body_limits.max_elements, param="input_file_id")
         check_batch_lines(lines, req.endpoint, self._may_use(caller))
         if await self.batches.unfinished_count(caller.name) >= self.config.max_batches_in_flight_per_key:
             raise RateLimited(f"Key `{caller.name}` already has {self.config.max_batches_in_flight_per_key} "

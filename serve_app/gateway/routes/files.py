@@ -19,10 +19,12 @@ _FORM_OVERHEAD = 64 * 1024
 
 
 class FilesRoute:
-    def __init__(self, files: FileRepository, config: StateConfig, deadline: BodyDeadline) -> None:
+    def __init__(self, files: FileRepository, config: StateConfig, deadline: BodyDeadline,
+                 max_json_elements: int) -> None:
         self.files = files
         self.config = config
         self.deadline = deadline
+        self.max_json_elements = max_json_elements  # per line, as for a JSON request body
 
     async def upload(self, request: Request) -> JSONResponse:
         caller = context_of(request).authenticated()
@@ -34,7 +36,7 @@ class FilesRoute:
         data, filename, purpose = await self._parse_form(Request(request.scope, replay(raw)))
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(f"`purpose` must be one of {list(UPLOAD_PURPOSES)}.", param="purpose")
-        parse_batch_file(data, self.config.max_batch_lines)
+        parse_batch_file(data, self.config.max_batch_lines, self.max_json_elements)
         if await self.files.count(caller.name) >= self.config.max_files_per_key:
             raise RateLimited(f"Key `{caller.name}` already keeps {self.config.max_files_per_key} files; delete "
                               "some before uploading more.", code="files_limit_reached")
