@@ -135,3 +135,9 @@ def model_unavailable(model: str) -> ServiceUnavailable:
     """A model replica stopped while answering (crashed, killed, or its node lost): safe to retry."""
     return ServiceUnavailable(f"Model `{model}` failed while answering (its replica stopped); please retry.",
                               code="model_unavailable", headers={"Retry-After": "1"})
+
+
+def store_unavailable() -> ServiceUnavailable:
+    """The state store (usage, files, batches) cannot be reached or failed mid-query: retryable."""
+    return ServiceUnavailable("The state store is unavailable; please retry shortly.", code="state_store_unavailable",
+                              headers={"Retry-After": "5"})

@@ -7,6 +7,7 @@ import importlib.metadata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,7 +19,7 @@ from serve_app.config import APIKey, AppArgs, LimitsConfig, StateConfig
 from serve_app.errors import APIError
 from serve_app.gateway.body import BodyDeadline, JSONLimits
 from serve_app.gateway.budgets import BudgetGuard
-from serve_app.gateway.errors import api_error, http_error
+from serve_app.gateway.errors import api_error, http_error, store_error
 from serve_app.gateway.inputs.image_fetch import ImageFetcher
 from serve_app.gateway.inputs.image_parts import ImageInputs
 from serve_app.gateway.inputs.images import ImageLimits
@@ -143,7 +144,7 @@ def create_asgi_app(registry: ModelRegistry, keys: KeyStore, limits: LimitsConfi
             Middleware(BudgetMiddleware, guard=BudgetGuard(state.ledger)),
             Middleware(RateLimitMiddleware, limiter=limiter),
         ],
-        exception_handlers={APIError: api_error, HTTPException: http_error},
+        exception_handlers={APIError: api_error, HTTPException: http_error, SQLAlchemyError: store_error},
         lifespan=lifespan,
     )
 

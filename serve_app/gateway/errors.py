@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from serve_app.errors import APIError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from serve_app.errors import APIError, InvalidRequest, MethodNotAllowed, RouteNotFound, store_unavailable
+
+log = logging.getLogger(__name__)
 
 
 def error_response(error: APIError, request_id: str | None = None) -> JSONResponse:
@@ -18,6 +22,12 @@ def error_response(error: APIError, request_id: str | None = None) -> JSONRespon
 
 async def api_error(request: Request, exc: APIError) -> JSONResponse:
     return error_response(exc)
+
+
+async def store_error(request: Request, exc: Exception) -> JSONResponse:
+    """The state store failed mid-query (connection lost, failover): retryable, like a store that is down."""
+    log.warning("state store error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(store_unavailable())
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from serve_app.errors import ServiceUnavailable
+from serve_app.errors import store_unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x7E57A7E  # advisory lock id: one replica migrates, the others wait
@@ -130,8 +130,3 @@ def _file_lock(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
-
-
-def store_unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable("The state store is unavailable; please retry shortly.", code="state_store_unavailable",
-                              headers={"Retry-After": "5"})

@@ -10,17 +10,23 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
-from serve_app.config import Budgets, RateLimits
+from serve_app.config import APIKey, Budgets, LimitsConfig, RateLimits, StateConfig
 from serve_app.errors import RateLimited, ServiceUnavailable
+from serve_app.gateway.asgi import create_asgi_app
 from serve_app.gateway.budgets import BudgetGuard
-from serve_app.security.auth import Caller
+from serve_app.gateway.registry import ModelRegistry
+from serve_app.security.auth import Caller, KeyStore, hash_key
+from serve_app.security.rate_limit import RateLimiterServer
 from serve_app.state.batches import BatchRepository
 from serve_app.state.cache import CacheStorage
 from serve_app.state.files import FileRepository, FileStorage
 from serve_app.state.ledger import UsageLedger, UsageRow
 from serve_app.state.schema import metadata
+from serve_app.state.setup import State
 from serve_app.state.store import StateStore, async_url
+from tests.support.errors import assert_error
 
 
 def run(coro):
@@ -210,3 +216,40 @@ def test_budgets_refuse_once_spent_and_say_when_they_reset(store_url):
     assert "daily budget of 100 tokens for key `k` is spent (100 used)" in message
     assert "resets at" in message and caught.value.code == "budget_exceeded"
     assert 0 < int(caught.value.headers["Retry-After"]) <= 86400
+
+
+def state_gateway(url: str, tmp_path) -> TestClient:
+    """The gateway over a given store, with one key and no model work needed."""
+    state = State.open(StateConfig(url=url, files_url=str(tmp_path / "files")))
+    app = create_asgi_app(ModelRegistry([]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]), LimitsConfig(),
+                          RateLimiterServer(), state=state)
+    return TestClient(app, raise_server_exceptions=False, headers={"x-api-key": "k"})
+
+
+def test_a_store_that_is_down_is_a_503_on_its_routes(tmp_path):
+    with state_gateway("postgresql://nobody@127.0.0.1:9/none", tmp_path) as client:
+        for r in (client.get("/v1/files"), client.get("/v1/batches"),
+                  client.get("/v1/usage", params={"start_time": 0})):
+            assert_error(r, 503, "state_store_unavailable")
+            assert r.headers["retry-after"] == "5"
+
+
+def test_a_store_failing_mid_query_is_a_503_not_a_500(store_url, tmp_path):
+    with state_gateway(store_url, tmp_path) as client:
+        assert client.get("/v1/files").status_code == 200  # migrated and answering
+
+        async def break_it():  # e.g. an operator restoring the wrong dump: queries fail, connections do not
+            store = StateStore(store_url)
+            async with store.transaction() as conn:
+                await conn.execute(text("DROP TABLE files"))
+            await store.dispose()
+
+        run(break_it())
+        assert_error(client.get("/v1/files"), 503, "state_store_unavailable")
+
+
+def test_usage_times_beyond_the_store_s_integers_are_a_400(tmp_path):
+    with state_gateway(f"sqlite:///{tmp_path}/s.db", tmp_path) as client:
+        r = client.get("/v1/usage", params={"start_time": 0, "end_time": 10**30})
+        assert_error(r, 400, None, "start_time")
+        assert "year 9999" in r.json()["error"]["message"]

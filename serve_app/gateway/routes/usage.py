@@ -11,10 +11,10 @@ from starlette.responses import JSONResponse
 from serve_app.errors import InvalidRequest
 from serve_app.gateway.context import context_of
 from serve_app.state.ledger import BUCKET_WIDTHS_S, GROUPS, UsageLedger
-from serve_app.state.store import store_unavailable
 
 # Buckets per page by width: (default, most), as OpenAI's usage API pages them.
 _PAGE_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
+_LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z: later instants overflow the store's integers
 
 
 def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
@@ -55,15 +55,13 @@ class UsageRoute:
         if not 1 <= limit <= most:
             raise InvalidRequest(f"`limit` must be 1 to {most} buckets for bucket_width {width_name}.", param="limit")
         page = _int_param(request, "page", start)
-        if start < 0 or end <= start or not start <= page < end or (page - start) % width:
-            raise InvalidRequest("need 0 <= start_time < end_time, and `page` as returned in `next_page`.",
+        if not 0 <= start < end <= _LATEST or not start <= page < end or (page - start) % width:
+            raise InvalidRequest(f"need 0 <= start_time < end_time <= {_LATEST} (year 9999), and `page` as "
+                                 "returned in `next_page`.",
                                  param="page" if request.query_params.get("page") else "start_time")
         group_by = _group_by(request)
         page_end = min(end, page + limit * width)
-        try:
-            found = await self.ledger.buckets(page, page_end, width, group_by, None if caller.admin else caller.name)
-        except Exception:  # noqa: BLE001 - the store is down: say so, with a retry hint
-            raise store_unavailable() from None
+        found = await self.ledger.buckets(page, page_end, width, group_by, None if caller.admin else caller.name)
         data = [{"object": "bucket", "start_time": t, "end_time": min(t + width, end), "results": found.get(t, [])}
                 for t in range(page, page_end, width)]
         more = page_end < end
