@@ -38,15 +38,16 @@ def periods(now: datetime) -> dict[str, Period]:
 class BudgetGuard:
     def __init__(self, ledger: UsageLedger) -> None:
         self.ledger = ledger
-        self._seen: dict[tuple[str, int], tuple[float, Spend]] = {}
+        # (key, day|month) -> (period start, read at, spend): one entry per key and unit, whatever the date
+        self._seen: dict[tuple[str, str], tuple[int, float, Spend]] = {}
 
-    async def _spend(self, key: str, since: datetime) -> Spend:
+    async def _spend(self, key: str, unit: str, since: datetime) -> Spend:
         since_ms = int(since.timestamp() * 1000)
-        cached = self._seen.get((key, since_ms))
-        if cached is not None and time.monotonic() - cached[0] < _REFRESH_S:
-            return cached[1]
+        cached = self._seen.get((key, unit))
+        if cached is not None and cached[0] == since_ms and time.monotonic() - cached[1] < _REFRESH_S:
+            return cached[2]
         spend = await self.ledger.spend(key, since_ms)
-        self._seen[(key, since_ms)] = (time.monotonic(), spend)
+        self._seen[(key, unit)] = (since_ms, time.monotonic(), spend)
         return spend
 
     async def check(self, caller: Caller) -> None:
@@ -60,7 +61,7 @@ class BudgetGuard:
             if token_budget is None and audio_budget is None:
                 continue
             try:
-                spend = await self._spend(caller.name, period.start)
+                spend = await self._spend(caller.name, unit, period.start)
             except Exception as exc:  # noqa: BLE001 - fail open, see the module's docstring
                 log.warning("budget of key %s not checked (state store unavailable): %s", caller.name, exc)
                 return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from types import SimpleNamespace
 
 import fsspec
 from sqlalchemy import and_, delete, func, insert, select
@@ -14,7 +15,6 @@ from serve_app.state.schema import files
 from serve_app.state.store import StateStore
 
 UPLOAD_PURPOSES = ("batch",)  # what clients may upload; the runner writes `batch_output`
-_PAGE_MOST = 10_000
 
 
 def file_object(row) -> dict:
@@ -64,7 +64,7 @@ class FileRepository:
                "created_at": int(time.time()), "location": file_id}
         async with self.store.transaction() as conn:
             await conn.execute(insert(files), row)
-        return file_object(_Row(row))
+        return file_object(SimpleNamespace(**row))
 
     async def get(self, owner: str, file_id: str):
         """The row, or None when it does not exist or belongs to another key (both look the same: 404)."""
@@ -97,7 +97,7 @@ class FileRepository:
                     else:
                         query = query.where((c.created_at > anchor.created_at)
                                             | and_(c.created_at == anchor.created_at, c.id > anchor.id))
-            rows = (await conn.execute(query.order_by(*order).limit(min(limit, _PAGE_MOST) + 1))).all()
+            rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).all()
         return [file_object(r) for r in rows[:limit]], len(rows) > limit
 
     async def delete(self, owner: str, file_id: str) -> bool:
@@ -108,10 +108,3 @@ class FileRepository:
             await conn.execute(delete(files).where(files.c.id == file_id))
         await self.storage.delete(row.location)
         return True
-
-
-class _Row:
-    """A dict read as attributes, like a result row (for objects built before they are stored)."""
-
-    def __init__(self, values: dict) -> None:
-        self.__dict__.update(values)

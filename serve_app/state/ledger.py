@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, case, func, insert, select
 
 from serve_app.state.schema import usage_events
 from serve_app.state.store import StateStore
@@ -140,7 +140,7 @@ class UsageLedger:
                         func.sum(c.completion_tokens).label("output_tokens"),
                         func.sum(c.audio_seconds).label("audio_seconds"),
                         func.sum(c.images).label("images"),
-                        func.sum(func.cast(c.cached, usage_events.c.images.type)).label("cached_requests"))
+                        func.sum(case((c.cached, 1), else_=0)).label("cached_requests"))
                  # model calls only: listing files or reading usage is in the ledger but is not a model request
                  .where(and_(c.ts_ms >= start_s * 1000, c.ts_ms < end_s * 1000, c.model != "-"))
                  .group_by(bucket, *groups).order_by(bucket))

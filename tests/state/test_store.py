@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from starlette.testclient import TestClient
 
 from serve_app.config import APIKey, Budgets, LimitsConfig, RateLimits, StateConfig
@@ -155,7 +156,7 @@ def test_batch_lines_are_recorded_once_with_their_counts(store_url):
         made = await batches.create("alice", "/v1/chat/completions", "file-1", "24h", {"job": "x"}, 3)
         await batches.record_line(made["id"], 0, True, {"custom_id": "a"})
         await batches.record_line(made["id"], 2, False, {"custom_id": "c"})
-        with pytest.raises(Exception):  # noqa: B017 - the driver's own IntegrityError: a line is stored once
+        with pytest.raises(IntegrityError):  # a line is stored once
             await batches.record_line(made["id"], 0, True, {"custom_id": "a"})
         done = await batches.finished_lines(made["id"])
         moved = await batches.transition(made["id"], ("validating",), "in_progress")
