@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0  # new batches also wake the runner at once
 _STATUS_CHECK_S = 1.0  # how often a running batch looks for a cancel or its deadline
 _GATE_WAIT_S = 0.2
+_MAX_RETRY_WAIT_S = 60.0
 
 DEPLOYMENT_OPTIONS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 100}
 
@@ -123,7 +124,7 @@ class BatchRunner:
                     return
                 self._in_flight[model] += 1
                 try:
-                    ok, payload = await self._send(row, line)
+                    ok, payload = await self._send(row, line, stop)
                 finally:
                     self._in_flight[model] -= 1
                 await self.state.batches.record_line(row.id, line.index, ok, payload)
@@ -154,13 +155,20 @@ class BatchRunner:
                 return
             await asyncio.sleep(_GATE_WAIT_S)
 
-    async def _send(self, row, line: BatchLine) -> tuple[bool, dict]:
+    async def _send(self, row, line: BatchLine, stop: asyncio.Event) -> tuple[bool, dict]:
+        """One line's answer; a refusal that passes with time (the key's per-minute limits, a full or restarting
+        model) is waited out and sent again, as long as the batch runs, rather than failing the line."""
         request_id = "batch_req_" + secrets.token_hex(12)
         headers = {BatchCallerMiddleware.KEY_HEADER: row.owner, BatchCallerMiddleware.BATCH_HEADER: row.id,
                    "x-request-id": request_id}
         try:
-            response = await self.client.post(line.url, json=line.body, headers=headers)
-            body = response.json()
+            while True:
+                response = await self.client.post(line.url, json=line.body, headers=headers)
+                body = response.json()
+                wait = retry_after(response.status_code, body, response.headers.get("retry-after"))
+                if wait is None or stop.is_set():
+                    break
+                await asyncio.sleep(wait)
         except Exception as exc:  # noqa: BLE001 - recorded as this line's error, the batch goes on
             log.warning("batch %s line %d failed: %r", row.id, line.index, exc)
             return False, {"id": request_id, "custom_id": line.custom_id, "response": None,
@@ -198,3 +206,15 @@ class BatchRunner:
                             "response": None, "error": {"code": code, "message": f"This line was not run: the "
                                                         f"batch was {status} first."}})
                 for line in lines if line.index not in finished]
+
+
+def retry_after(status: int, body: dict, header: str | None) -> float | None:
+    """Seconds to wait before sending a line again, or None when its answer is final. A spent daily or monthly
+    budget is final (it resets hours later; the line reports it)."""
+    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    if status == 503 or (status == 429 and code != "budget_exceeded"):
+        try:
+            return min(_MAX_RETRY_WAIT_S, max(0.1, float(header or 1)))
+        except ValueError:
+            return 1.0
+    return None

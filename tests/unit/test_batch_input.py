@@ -70,3 +70,16 @@ def test_at_batch_creation_lines_must_match_the_endpoint_and_name_usable_models(
         check_batch_lines(lines, "/v1/chat/completions", lambda model: model == "m")
     assert "Line 2 of the input file (custom_id 'b'): the model `secret` does not exist" in caught.value.message
     assert caught.value.param == "input_file_id" and caught.value.code == "model_not_found"
+
+
+def test_the_runner_waits_out_refusals_that_pass_and_keeps_final_answers():
+    from serve_app.batches.runner import retry_after
+
+    limited = {"error": {"code": "rate_limit_exceeded"}}
+    assert retry_after(429, limited, "7") == 7.0
+    assert retry_after(429, limited, None) == 1.0
+    assert retry_after(429, limited, "3600") == 60.0  # checked again at least every minute
+    assert retry_after(503, {"error": {"code": "model_overloaded"}}, "2") == 2.0
+    assert retry_after(429, {"error": {"code": "budget_exceeded"}}, "40000") is None
+    assert retry_after(400, {"error": {"code": None}}, None) is None
+    assert retry_after(200, {"id": "chatcmpl-1"}, None) is None
