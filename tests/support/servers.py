@@ -138,8 +138,9 @@ class ServeRun:
         """Processes of a deployment's live replicas in this run (same session as `serve run`)."""
         out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
         title = f"ray::ServeReplica:{app}:{deployment}"
+        # while a replica runs a call (a health check, say) Ray titles it `<title>.<method>`
         return [int(pid) for pid, sid, args in (line.split(None, 2) for line in out.splitlines() if line.strip())
-                if int(sid) == self.proc.pid and args.strip() == title]
+                if int(sid) == self.proc.pid and (args.strip() == title or args.startswith(title + "."))]
 
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
