@@ -54,8 +54,9 @@ class BatchRunner:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run_forever())
 
-    def _parse(self, data: bytes) -> list[BatchLine]:
-        return parse_batch_file(data, self.state.config.max_batch_lines, self.args.limits.max_json_elements)
+    async def _parse(self, data: bytes) -> list[BatchLine]:
+        return await asyncio.to_thread(parse_batch_file, data, self.state.config.max_batch_lines,
+                                       self.args.limits.max_json_elements)
 
     async def wake(self) -> None:
         """A batch was created or cancelled: look now rather than at the next poll."""
@@ -103,7 +104,7 @@ class BatchRunner:
         try:
             if file is None:
                 raise APIError(f"The input file {row.input_file_id} was deleted.", code="input_file_missing")
-            return self._parse(await self.state.files.content(file))
+            return await self._parse(await self.state.files.content(file))
         except APIError as exc:
             errors = {"object": "list", "data": [{"code": exc.code or "invalid_input_file", "message": exc.message,
                                                   "param": None, "line": None}]}
@@ -200,7 +201,7 @@ class BatchRunner:
         file = await self.state.files.get(row.owner, row.input_file_id)
         if file is None:
             return []
-        lines = self._parse(await self.state.files.content(file))
+        lines = await self._parse(await self.state.files.content(file))
         code = "batch_expired" if status == "expired" else "batch_cancelled"
         return [json.dumps({"id": "batch_req_" + secrets.token_hex(12), "custom_id": line.custom_id,
                             "response": None, "error": {"code": code, "message": f"This line was not run: the "

@@ -3,6 +3,7 @@ and models, a 400 naming the line), then left to the batch runner deployment, wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -57,8 +58,8 @@ class BatchesRoute:
             raise NotFound("File", req.input_file_id, param="input_file_id")
         if row.purpose != "batch":
             raise InvalidRequest(f"File {row.id} has purpose `{row.purpose}`, not `batch`.", param="input_file_id")
-        lines = parse_batch_file(await self.files.content(row), self.config.max_batch_lines,
-                                 self.body_limits.max_elements, param="input_file_id")
+        lines = await asyncio.to_thread(parse_batch_file, await self.files.content(row),  # off the event loop
+                                        self.config.max_batch_lines, self.body_limits.max_elements, "input_file_id")
         check_batch_lines(lines, req.endpoint, self._may_use(caller))
         if await self.batches.unfinished_count(caller.name) >= self.config.max_batches_in_flight_per_key:
             raise RateLimited(f"Key `{caller.name}` already has {self.config.max_batches_in_flight_per_key} "
