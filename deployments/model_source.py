@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,22 +27,79 @@ def cache_root() -> Path:
 
 
 def resolve(source: ModelSource) -> str:
-    """Local path for package/path/builder sources; the hub id itself for hub sources (the engine downloads it)."""
+    """Local path for package/path/builder sources; the hub id itself for hub sources (the engine downloads it).
+    Zipped weights are unpacked once into the cache; weights split across packages are joined once."""
     if source.hub is not None:
         return source.hub
     if source.builder is not None:
         return _built(source)
+    if isinstance(source.package, list):
+        return str(_joined([_package_dir(name) / (source.path or "") for name in source.package]))
     if source.package is not None:
-        spec = importlib.util.find_spec(source.package)
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError(f"model package {source.package!r} is not installed")
-        base = Path(spec.origin).parent
+        base = _package_dir(source.package)
         path = base / source.path if source.path else base
     else:
         path = Path(source.path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"model weights not found at {path}")
+    if path.suffix == ".zip":
+        return str(_cached(cache_root() / "unpacked" / f"{path.stem}-{_fingerprint(path)}",
+                           lambda tmp: _unzip(path, tmp)))
     return str(path)
+
+
+def _package_dir(name: str) -> Path:
+    # find_spec does not import the package (some print or pull heavy dependencies on import)
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"model package {name!r} is not installed")
+    return Path(spec.origin).parent
+
+
+def _fingerprint(*paths: Path) -> str:
+    """Changes when any of the files is replaced (a package upgrade), so caches are rebuilt."""
+    parts = []
+    for path in paths:
+        stat = path.stat()
+        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _unzip(archive: Path, target: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():  # never write outside the target (zip-slip)
+            if Path(member).is_absolute() or ".." in Path(member).parts:
+                raise ValueError(f"{archive}: unsafe member path {member!r}")
+        zf.extractall(target)
+
+
+def _joined(folders: list[Path]) -> Path:
+    """One folder from several: files copied as they are, `<name>.partN` pieces concatenated in N order."""
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"model weights not found at {folder}")
+    files = sorted(f for folder in folders for f in folder.iterdir() if f.is_file())
+    target = cache_root() / "joined" / f"{folders[0].parent.name}-{_fingerprint(*files)}"
+    return _cached(target, lambda tmp: _join_into(files, tmp))
+
+
+def _join_into(files: list[Path], target: Path) -> None:
+    target.mkdir(parents=True)
+    pieces: dict[str, list[tuple[int, Path]]] = {}
+    for f in files:
+        stem, dot, suffix = f.name.rpartition(".part")
+        if dot and suffix.isdigit():
+            pieces.setdefault(stem, []).append((int(suffix), f))
+        else:
+            shutil.copyfile(f, target / f.name)
+    for name, parts in pieces.items():
+        numbers = sorted(n for n, _ in parts)
+        if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            raise FileNotFoundError(f"{name}: parts {numbers} are not consecutive (a package is missing?)")
+        with open(target / name, "wb") as out:
+            for _, part in sorted(parts):
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
 
 
 def as_transformers_checkpoint(path: str) -> str:
@@ -49,8 +107,7 @@ def as_transformers_checkpoint(path: str) -> str:
     if not path.endswith(".gguf"):
         return path
     gguf = Path(path)
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = _fingerprint(gguf)
     return str(_cached(cache_root() / "converted" / f"{gguf.stem}-{key}", lambda tmp: _convert_gguf(gguf, tmp)))
 
 

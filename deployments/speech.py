@@ -16,6 +16,9 @@ class SpeechModelServer:
         self.config = ModelConfig.model_validate(config)
         self.engine = engine if engine is not None else create_speech_engine(self.config)
 
+    async def detect_language(self, samples: np.ndarray) -> str:
+        return await self.engine.detect_language(samples)
+
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript:
         return await self.engine.transcribe_samples(samples, offset, request)

@@ -21,6 +21,8 @@ from serve_app.protocol.audio import TranscriptionRequest
 
 
 class SpeechWorkers(Protocol):
+    async def detect_language(self, samples: np.ndarray) -> str: ...
+
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript: ...
 
@@ -28,19 +30,26 @@ class SpeechWorkers(Protocol):
 class SpeechWorkersHandle:
     """The speech replicas behind their Serve handle: one call per chunk, spread by Serve's router."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle, model: str) -> None:
         self._handle = handle
+        self._model = model
+
+    async def _call(self, method: str, *args: object):
+        for attempt in (1, 2):  # a replica lost mid-chunk: once more, on another replica
+            try:
+                return await getattr(self._handle, method).remote(*args)
+            except BackPressureError as exc:
+                raise model_overloaded(self._model, exc.retry_after_s) from None
+            except RayActorError:
+                if attempt == 2:
+                    raise model_unavailable(self._model) from None
+
+    async def detect_language(self, samples: np.ndarray) -> str:
+        return await self._call("detect_language", samples)
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript:
-        for attempt in (1, 2):  # a replica lost mid-chunk: once more, on another replica
-            try:
-                return await self._handle.transcribe_samples.remote(samples, offset, request)
-            except BackPressureError as exc:
-                raise model_overloaded(request.model, exc.retry_after_s) from None
-            except RayActorError:
-                if attempt == 2:
-                    raise model_unavailable(request.model) from None
+        return await self._call("transcribe_samples", samples, offset, request)
 
 
 class SpeechCoordinator:
@@ -48,7 +57,8 @@ class SpeechCoordinator:
         self.config = ModelConfig.model_validate(config)
         self.splitting = self.config.splitting
         # Under Serve the workers arrive as a handle; in-process (tests) as the replica object itself.
-        self.workers = SpeechWorkersHandle(workers) if isinstance(workers, DeploymentHandle) else workers
+        self.workers = (SpeechWorkersHandle(workers, self.config.id) if isinstance(workers, DeploymentHandle)
+                        else workers)
 
     async def transcribe(self, audio: bytes, request: TranscriptionRequest) -> Transcription:
         return stitch([piece async for piece in self.stream(audio, request)])
@@ -62,8 +72,13 @@ class SpeechCoordinator:
         pending: collections.deque[asyncio.Future] = collections.deque()
         decoded = 0.0
         try:
+            chunk = await asyncio.to_thread(next, chunks, None)  # decoding stays off the event loop
+            long_file = chunk is not None and header.seconds > chunk.seconds + 1
+            if long_file and request.language is None and self.config.multilingual:
+                # One language for the whole file, from its start: chunks detected apart could disagree.
+                language = await self.workers.detect_language(chunk.samples)
+                request = request.model_copy(update={"language": language})
             while True:
-                chunk = await asyncio.to_thread(next, chunks, None)  # decoding stays off the event loop
                 if chunk is None:
                     _check_complete(header, decoded)
                     break
@@ -72,6 +87,7 @@ class SpeechCoordinator:
                     self.workers.transcribe_samples(chunk.samples, chunk.offset, request)))
                 while pending and (len(pending) >= self.splitting.max_chunks_in_flight or pending[0].done()):
                     yield await _next_in_order(pending)
+                chunk = await asyncio.to_thread(next, chunks, None)
             while pending:
                 yield await _next_in_order(pending)
         finally:

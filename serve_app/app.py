@@ -25,7 +25,7 @@ def check_engine_options(config: ModelConfig) -> None:
     """Refuse a typo in `engine_options` now, not as a replica crash loop (vLLM's own arguments are checked
     when its replica starts: the builder's machine need not have vLLM)."""
     try:
-        parse_engine_options(config.engine, config.engine_options)
+        parse_engine_options(config.engine, config.engine_options, config.kind)
     except ValidationError as exc:
         raise ValueError(f"model {config.id!r}: invalid engine_options for {config.engine}: {exc}") from None
 
@@ -41,6 +41,13 @@ def bind_text_model(config: ModelConfig) -> Application:
         **config.deployment.as_serve_options()).bind(config.model_dump())
 
 
+def bind_embedding_model(config: ModelConfig) -> Application:
+    from deployments.embedding import EmbeddingModelServer
+
+    return serve.deployment(EmbeddingModelServer, name=config.deployment_name).options(
+        **config.deployment.as_serve_options()).bind(config.model_dump())
+
+
 def bind_speech_model(config: ModelConfig) -> Application:
     """The replicas that transcribe chunks, behind a CPU coordinator that decodes and cuts the upload."""
     from deployments.speech import SpeechModelServer
@@ -53,6 +60,10 @@ def bind_speech_model(config: ModelConfig) -> Application:
     return coordinator.bind(config.model_dump(), workers)
 
 
+BINDERS = {"text": bind_text_model, "multimodal": bind_text_model, "embedding": bind_embedding_model,
+           "speech": bind_speech_model}
+
+
 def build_app(raw_args: dict[str, Any]) -> Application:
     args = AppArgs.model_validate(raw_args)
     # Where the state lives is decided here, from this process's environment, so every replica agrees.
@@ -62,7 +73,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")
     for model in args.models:
         check_engine_options(model)
-    handles = {m.id: bind_speech_model(m) if m.kind == "speech" else bind_text_model(m) for m in args.models}
+    handles = {m.id: BINDERS[m.kind](m) for m in args.models}
     configured = args.ingress.deployment.as_serve_options()
     options = {**GATEWAY_DEFAULTS, **configured}
     if "num_replicas" in configured:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ModelKind = Literal["text", "multimodal", "speech"]
+ModelKind = Literal["text", "multimodal", "speech", "embedding"]
 EngineName = Literal["transformers", "vllm", "faster-whisper", "synthetic"]
 
 
@@ -18,15 +18,18 @@ class Kind:
     """What a kind of model is served by, can be asked to do, and accepts (shown in /v1/models)."""
 
     engines: frozenset[str]
-    capabilities: frozenset[str]  # chat, image (chat with images), transcription
+    capabilities: frozenset[str]  # chat, image (chat with images), transcription, translation, embedding
     inputs: tuple[str, ...]
+    outputs: tuple[str, ...] = ("text",)
 
 
 KINDS: dict[str, Kind] = {
     "text": Kind(frozenset({"transformers", "vllm", "synthetic"}), frozenset({"chat"}), ("text",)),
     "multimodal": Kind(frozenset({"transformers", "vllm", "synthetic"}), frozenset({"chat", "image"}),
                        ("text", "image")),
-    "speech": Kind(frozenset({"faster-whisper"}), frozenset({"transcription"}), ("audio",)),
+    # translation (to English) needs a multilingual model: ModelConfig.multilingual says which
+    "speech": Kind(frozenset({"faster-whisper"}), frozenset({"transcription", "translation"}), ("audio",)),
+    "embedding": Kind(frozenset({"transformers", "vllm"}), frozenset({"embedding"}), ("text",), ("embedding",)),
 }
 # Accepted upload formats, decided by the bytes (the guide's lists; ogg and flac decode as well).
 IMAGE_FORMATS = ("jpeg", "png", "webp", "gif")
@@ -45,8 +48,9 @@ class ModelSource(_Strict):
     path: str | None = Field(
         None, description="Local file or folder; with `package`, a path inside that package's folder."
     )
-    package: str | None = Field(
-        None, description="Importable name of an installed Python package that ships the weights."
+    package: str | list[str] | None = Field(
+        None, description="Importable name of an installed Python package that ships the weights; a list when "
+        "they are split across packages (the `path` folders are merged and `<name>.partN` files joined in order).",
     )
     builder: Literal["tiny-random-idefics3"] | None = Field(
         None, description="Build a tiny random model from configs at first start (tests and CPU demos only)."
@@ -117,7 +121,8 @@ class ModelConfig(_Strict):
     """One served model: one Serve deployment."""
 
     id: str = Field(description="Stable public model id, as listed by GET /v1/models.")
-    kind: ModelKind = Field(description="text, multimodal (text+image) or speech (transcription).")
+    kind: ModelKind = Field(
+        description="text, multimodal (text+image), speech (transcription, translation) or embedding.")
     engine: EngineName = Field(description="Inference engine that runs the model.")
     source: ModelSource | None = Field(None, description="Where to load the weights from (not for `synthetic`).")
     owned_by: str = Field("self-hosted", description="`owned_by` shown in /v1/models.")
@@ -141,6 +146,15 @@ class ModelConfig(_Strict):
         None, description="For reasoning models: returns their <think> section as `reasoning_content`.")
     response_cache: ResponseCacheConfig | None = Field(
         None, description="Text models: answer repeated deterministic requests from the cache (x-cache: hit).")
+    multilingual: bool = Field(
+        False, description="Speech models: the model knows languages besides English, so it detects the spoken "
+        "language and translates to English (/v1/audio/translations). Checked against the model at start.")
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this model can be asked to do: its kind's capabilities, less translation if English-only."""
+        caps = KINDS[self.kind].capabilities
+        return caps if self.multilingual or self.kind != "speech" else caps - {"translation"}
 
     @property
     def scales_to_zero(self) -> bool:
@@ -163,8 +177,10 @@ class ModelConfig(_Strict):
             object.__setattr__(self, "splitting", SpeechSplitting())
         if self.kind != "speech" and self.splitting is not None:
             raise ValueError("`splitting` applies to speech models only")
-        if self.kind == "speech" and self.response_cache is not None:
+        if self.kind not in ("text", "multimodal") and self.response_cache is not None:
             raise ValueError("`response_cache` applies to text and multimodal models only")
+        if self.kind != "speech" and self.multilingual:
+            raise ValueError("`multilingual` applies to speech models only")
         return self
 
 

@@ -74,6 +74,14 @@ class Transcription:
 
 
 @dataclass
+class Embeddings:
+    """Vectors for an embeddings request, in input order, as float32 little-endian bytes (compact over Ray)."""
+
+    vectors: list[bytes]
+    prompt_tokens: int
+
+
+@dataclass
 class Completion:
     """A whole (non-streamed) chat completion: (text, finish_reason, logprobs entries or None) per choice."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.image_server import ImageServer
-from tests.support.media import convert, long_text, speech_wav
+from tests.support.media import FRENCH_SENTENCE, convert, long_text, speech_wav
 from tests.support.postgres import PostgresServer, unavailable_reason
 
 
@@ -40,6 +40,11 @@ def speech_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def speech_wav_file(speech_dir) -> Path:
     return speech_wav(speech_dir / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def french_speech_file(speech_dir) -> Path:
+    return convert(speech_wav(speech_dir / "french.wav", FRENCH_SENTENCE, voice="fr"), speech_dir / "french.mp3")
 
 
 @pytest.fixture(scope="session")

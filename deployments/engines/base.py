@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from serve_app.contract import ChunkTranscript, GenerationStep
+from serve_app.contract import ChunkTranscript, Embeddings, GenerationStep
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
+from serve_app.protocol.embeddings import EmbeddingRequest
 
 
 class Engine(abc.ABC):
@@ -33,9 +34,19 @@ class TextEngine(Engine):
 class SpeechEngine(Engine):
     @abc.abstractmethod
     def check_language(self, request: TranscriptionRequest) -> None:
-        """Refuse a `language` this model cannot transcribe (a 400), before any audio is decoded."""
+        """Refuse a `language` (or translation) this model cannot do (a 400), before any audio is decoded."""
+
+    @abc.abstractmethod
+    async def detect_language(self, samples: np.ndarray) -> str:
+        """ISO code of the language spoken at the start of `samples` (16 kHz)."""
 
     @abc.abstractmethod
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript:
         """Segments of one 16 kHz chunk, times shifted by `offset` seconds."""
+
+
+class EmbeddingEngine(Engine):
+    @abc.abstractmethod
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """One vector per input, in order; a 400 naming the input that does not fit the model's window."""

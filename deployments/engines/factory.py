@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from deployments import model_source
-from deployments.engines.base import SpeechEngine, TextEngine
+from deployments.engines.base import EmbeddingEngine, SpeechEngine, TextEngine
 from deployments.engines.options import parse_engine_options
 from serve_app.config import ModelConfig
 
 
 def create_text_engine(config: ModelConfig) -> TextEngine:
-    options = parse_engine_options(config.engine, config.engine_options)
+    options = parse_engine_options(config.engine, config.engine_options, config.kind)
     if config.engine == "synthetic":
         from deployments.engines.synthetic import SyntheticEngine
 
@@ -28,5 +28,17 @@ def create_text_engine(config: ModelConfig) -> TextEngine:
 def create_speech_engine(config: ModelConfig) -> SpeechEngine:
     from deployments.engines.whisper_engine import WhisperEngine
 
-    options = parse_engine_options(config.engine, config.engine_options)
-    return WhisperEngine(model_source.resolve(config.source), options)
+    options = parse_engine_options(config.engine, config.engine_options, config.kind)
+    return WhisperEngine(model_source.resolve(config.source), options, config.multilingual)
+
+
+def create_embedding_engine(config: ModelConfig) -> EmbeddingEngine:
+    options = parse_engine_options(config.engine, config.engine_options, config.kind)
+    path = model_source.resolve(config.source)
+    if config.engine == "vllm":
+        from deployments.engines.vllm_embedding import VLLMEmbeddingEngine
+
+        return VLLMEmbeddingEngine(path, options)
+    from deployments.engines.hf.embedding import HFEmbeddingEngine
+
+    return HFEmbeddingEngine(path, options)

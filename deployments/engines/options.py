@@ -21,6 +21,17 @@ class HFEngineOptions(_Options):
     dtype: str = Field("float32", pattern="^(float32|bfloat16)$", description="Weights dtype on CPU.")
 
 
+class HFEmbeddingOptions(_Options):
+    """transformers engine for embedding models (sentence-transformers layout: pooling and normalisation are
+    read from the model's own files)."""
+
+    max_batch_size: int = Field(32, ge=1, description="Most inputs encoded in one forward pass.")
+    batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for inputs of other requests.")
+    max_model_len: int | None = Field(None, ge=8, description="Input window cap (default: the model's).")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
+    matryoshka: bool = Field(False, description="Trained with Matryoshka loss: `dimensions` may shorten vectors.")
+
+
 class VLLMOptions(BaseModel):
     """vLLM engine: our own options; every other name goes to vLLM's AsyncEngineArgs, which checks it when
     the replica starts (checking it here would need vLLM installed where the builder runs)."""
@@ -61,6 +72,7 @@ OPTIONS_BY_ENGINE: dict[str, type[BaseModel]] = {
 }
 
 
-def parse_engine_options(engine: str, options: dict) -> BaseModel:
-    """The engine's typed options; a ValueError naming the bad field otherwise."""
-    return OPTIONS_BY_ENGINE[engine].model_validate(options)
+def parse_engine_options(engine: str, options: dict, kind: str = "text") -> BaseModel:
+    """The engine's typed options for this kind of model; a ValueError naming the bad field otherwise."""
+    schema = HFEmbeddingOptions if (kind, engine) == ("embedding", "transformers") else OPTIONS_BY_ENGINE[engine]
+    return schema.model_validate(options)

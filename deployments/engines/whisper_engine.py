@@ -8,6 +8,7 @@ import threading
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
+from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from deployments.audio_chunks import SAMPLE_RATE
 from deployments.engines.base import SpeechEngine
@@ -18,9 +19,8 @@ from serve_app.protocol.audio import TranscriptionRequest
 
 # OpenAI's temperature 0 means "let the decoder fall back to higher temperatures when it is unsure".
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# OpenAI's verbose_json reports the language by name.
-_LANGUAGE_NAMES = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian",
-                   "pt": "portuguese", "nl": "dutch", "ja": "japanese", "zh": "chinese", "ru": "russian"}
+# Seconds of a long file's start whose language is detected once for the whole file (as one pass would).
+DETECTION_SECONDS = 90
 
 
 class _Cancelled(Exception):
@@ -28,7 +28,8 @@ class _Cancelled(Exception):
 
 
 class WhisperEngine(SpeechEngine):
-    def __init__(self, model_path: str, options: WhisperOptions) -> None:
+    def __init__(self, model_path: str, options: WhisperOptions, multilingual: bool = False) -> None:
+        """`multilingual`: what the config promises (translation is offered); checked against the model."""
         self.options = options
         self.model = WhisperModel(
             model_path,
@@ -37,15 +38,21 @@ class WhisperEngine(SpeechEngine):
             cpu_threads=self.options.cpu_threads,
             num_workers=self.options.num_workers,
         )
+        self.multilingual = self.model.model.is_multilingual
+        if multilingual and not self.multilingual:
+            raise ValueError(f"{model_path} is an English-only Whisper model; remove `multilingual: true`")
         self._slots = asyncio.Semaphore(self.options.num_workers)
 
     def check_language(self, request: TranscriptionRequest) -> None:
+        if request.task == "translate" and not self.multilingual:
+            raise InvalidRequest(f"Model `{request.model}` is an English-only speech model and does not support "
+                                 "audio translations.", param="model", code="model_not_supported")
         if request.language is None:
             return
         if request.language not in _LANGUAGE_CODES:
             raise InvalidRequest(f"Unknown language code `{request.language}` (use ISO-639-1, e.g. `en`).",
                                  param="language")
-        if request.language != "en" and not self.model.model.is_multilingual:
+        if request.language != "en" and not self.multilingual:
             raise InvalidRequest(
                 f"Model `{request.model}` only transcribes English; language `{request.language}` is not supported.",
                 param="language",
@@ -66,12 +73,24 @@ class WhisperEngine(SpeechEngine):
                 await asyncio.gather(work, return_exceptions=True)
                 raise
 
+    async def detect_language(self, samples: np.ndarray) -> str:
+        """The language spoken at the start of a file (ISO code): fixed for all of its chunks."""
+        if not self.multilingual:
+            return "en"
+        head = samples[:DETECTION_SECONDS * SAMPLE_RATE]
+        async with self._slots:
+            language, _, _ = await asyncio.to_thread(
+                self.model.detect_language, head, vad_filter=self.options.vad_filter,
+                language_detection_segments=DETECTION_SECONDS // 30)
+        return language
+
     def _transcribe(self, samples: np.ndarray, offset: float, request: TranscriptionRequest,
                     cancelled: threading.Event) -> ChunkTranscript:
         temperature = FALLBACK_TEMPERATURES if request.temperature == 0 else request.temperature
         segments, info = self.model.transcribe(
             samples,
-            language=request.language or (None if self.model.model.is_multilingual else "en"),
+            language=request.language or (None if self.multilingual else "en"),
+            task=request.task,
             initial_prompt=request.prompt,
             temperature=temperature,
             beam_size=self.options.beam_size,
@@ -84,7 +103,8 @@ class WhisperEngine(SpeechEngine):
             if cancelled.is_set():
                 raise _Cancelled()
             out.append(_segment(s, offset, end))
-        return ChunkTranscript(out, _LANGUAGE_NAMES.get(info.language, info.language), len(samples) / SAMPLE_RATE)
+        # OpenAI's verbose_json names the language spoken (a translation too), in English words
+        return ChunkTranscript(out, LANGUAGES.get(info.language, info.language), len(samples) / SAMPLE_RATE)
 
 
 def _segment(s, offset: float, chunk_end: float) -> Segment:

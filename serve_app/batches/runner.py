@@ -23,7 +23,7 @@ from serve_app.batches.input import BatchLine, parse_batch_file
 from serve_app.config import APIKey, AppArgs
 from serve_app.errors import APIError
 from serve_app.gateway.asgi import build_gateway
-from serve_app.gateway.backends import LimiterBackend, SpeechBackend, TextBackend
+from serve_app.gateway.backends import LimiterBackend, backend_for
 from serve_app.gateway.middleware import BatchCallerMiddleware
 from serve_app.state.batches import batch_object
 from serve_app.state.setup import State
@@ -42,8 +42,7 @@ class BatchRunner:
                  limiter: DeploymentHandle) -> None:
         self.args = AppArgs.model_validate(args)
         self.handles = handles
-        backends = {m.id: SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id])
-                    for m in self.args.models}
+        backends = {m.id: backend_for(m.kind, handles[m.id]) for m in self.args.models}
         self.state = State.open(self.args.state)
         app = build_gateway(self.args, [APIKey.model_validate(k) for k in keys], backends, LimiterBackend(limiter),
                             state=self.state, batch_caller=True)

@@ -39,6 +39,7 @@ from serve_app.gateway.routes.audio import TranscriptionRoute
 from serve_app.gateway.routes.batches import BatchesRoute
 from serve_app.gateway.routes.chat import ChatRoute
 from serve_app.gateway.routes.completions import CompletionsRoute
+from serve_app.gateway.routes.embeddings import EmbeddingsRoute
 from serve_app.gateway.routes.files import FilesRoute
 from serve_app.gateway.routes.models import ModelsRoute
 from serve_app.gateway.routes.playground import PlaygroundRoute
@@ -102,8 +103,12 @@ def _api_routes(registry: ModelRegistry, limits: LimitsConfig, state: State,
         Route("/v1/chat/completions", ChatRoute(registry, json_limits, _image_inputs(limits), cache).handle,
               methods=["POST"]),
         Route("/v1/completions", CompletionsRoute(registry, json_limits, cache).handle, methods=["POST"]),
+        Route("/v1/embeddings", EmbeddingsRoute(registry, json_limits).handle, methods=["POST"]),
         Route("/v1/audio/transcriptions",
               TranscriptionRoute(registry, limits.max_audio_bytes, _body_deadline(limits)).handle, methods=["POST"]),
+        Route("/v1/audio/translations",
+              TranscriptionRoute(registry, limits.max_audio_bytes, _body_deadline(limits), "translate").handle,
+              methods=["POST"]),
         Route("/v1/files", files.upload, methods=["POST"]),
         Route("/v1/files", files.list, methods=["GET"]),
         Route("/v1/files/{file_id}", files.retrieve, methods=["GET"]),

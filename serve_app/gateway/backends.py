@@ -16,11 +16,12 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import RateLimits
-from serve_app.contract import ChunkTranscript, Completion, GenerationStep, Transcription
+from serve_app.contract import ChunkTranscript, Completion, Embeddings, GenerationStep, Transcription
 from serve_app.errors import ServiceUnavailable, model_overloaded, model_unavailable
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
+from serve_app.protocol.embeddings import EmbeddingRequest
 from serve_app.security.rate_limit import Decision
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,16 @@ class SpeechBackend(_ModelBackend):
 
     def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
         return self._stream("stream", request.model, audio, request)
+
+
+class EmbeddingBackend(_ModelBackend):
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        return await self._call("embed", request.model, request)
+
+
+def backend_for(kind: str, handle: DeploymentHandle) -> _ModelBackend:
+    """The backend that speaks to a model deployment of this kind."""
+    return {"speech": SpeechBackend, "embedding": EmbeddingBackend}.get(kind, TextBackend)(handle)
 
 
 class LimiterBackend:

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from serve_app.config import APIKey, AppArgs
 from serve_app.gateway.asgi import build_gateway
-from serve_app.gateway.backends import LimiterBackend, SpeechBackend, TextBackend
+from serve_app.gateway.backends import LimiterBackend, backend_for
 from serve_app.gateway.metrics import GatewayMetrics
 from serve_app.gateway.scale_to_zero import ReplicaStatus
 from serve_app.state.setup import State
@@ -31,8 +31,7 @@ class GatewayIngress:
         self.keys = [APIKey.model_validate(k) for k in keys]
         self.limiter = LimiterBackend(limiter)
         self.batch_runner = batch_runner
-        self.backends = {m.id: SpeechBackend(handles[m.id]) if m.kind == "speech" else TextBackend(handles[m.id])
-                         for m in self.args.models}
+        self.backends = {m.id: backend_for(m.kind, handles[m.id]) for m in self.args.models}
 
     async def _wake_runner(self) -> None:
         await self.batch_runner.wake.remote()

@@ -10,6 +10,7 @@ from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.batches import BatchCreateRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
+from serve_app.protocol.embeddings import EmbeddingRequest
 
 REF = "#/components/schemas/{model}"
 ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret",
@@ -74,17 +75,22 @@ def _json(schema_ref: str, description: str) -> dict:
 def _request_schemas() -> dict[str, Any]:
     """Components for the wire models: each model's schema, its nested definitions hoisted beside it."""
     schemas: dict[str, Any] = {}
-    for model in (ChatCompletionRequest, CompletionRequest, TranscriptionRequest, BatchCreateRequest):
+    for model in (ChatCompletionRequest, CompletionRequest, TranscriptionRequest, BatchCreateRequest,
+                  EmbeddingRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     form = schemas["TranscriptionRequest"]
     form["properties"].pop("filename", None)  # taken from the upload, not a form field
+    form["properties"].pop("task", None)  # set by the route
     granularities = form["properties"].pop("timestamp_granularities")
     form["properties"]["timestamp_granularities[]"] = granularities
     form["properties"]["file"] = {"type": "string", "format": "binary",
                                   "description": "mp3, mp4, mpeg, mpga, m4a, wav, webm, ogg or flac; 25 MB at most"}
     form["required"] = ["file", "model"]
+    # A translation's form: the source language is detected, and segments are the only granularity.
+    schemas["TranslationRequest"] = {**form, "title": "TranslationRequest", "properties": {
+        k: v for k, v in form["properties"].items() if k not in ("language", "timestamp_granularities[]")}}
     return schemas
 
 
@@ -144,6 +150,23 @@ def openapi_document(version: str) -> dict[str, Any]:
                                                   "text/plain": {"schema": {"type": "string"}},
                                                   "text/vtt": {"schema": {"type": "string"}},
                                                   "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/audio/translations": {"post": {
+                "operationId": "createTranslation",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {
+                    "schema": {"$ref": REF.format(model="TranslationRequest")}}}},
+                "responses": {"200": {"description": "The English translation in the requested format",
+                                      "content": {"application/json": {"schema": {"$ref": REF.format(
+                                          model="Transcription")}},
+                                                  "text/plain": {"schema": {"type": "string"}},
+                                                  "text/vtt": {"schema": {"type": "string"}},
+                                                  "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/embeddings": {"post": {
+                "operationId": "createEmbedding",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="EmbeddingRequest")}}}},
+                "responses": {"200": _object("One embedding per input, in order"),
                               **_errors(*api_errors, "415")}}},
             "/v1/usage": {"get": {
                 "operationId": "usage",

@@ -12,7 +12,8 @@ from serve_app.gateway.response_cache import CachePolicy, cache_policy
 from serve_app.gateway.scale_to_zero import AlwaysReady, ColdStart, ReplicaCounts
 from serve_app.protocol.models import model_card
 
-_ENDPOINT_NAMES = {"chat": "chat completions", "transcription": "audio transcriptions", "image": "image input"}
+_ENDPOINT_NAMES = {"chat": "chat completions", "transcription": "audio transcriptions", "image": "image input",
+                   "translation": "audio translations", "embedding": "embeddings"}
 
 
 @dataclass(frozen=True)
@@ -27,16 +28,26 @@ class ServedModel:
     tool_parser: str = "hermes"  # the model's own tool-call syntax (gateway/tool_calls.py)
     reasoning_parser: str | None = None  # how it marks its thinking (gateway/reasoning.py)
     cache: CachePolicy | None = None  # answers repeated deterministic requests from the response cache
+    capabilities: frozenset[str] | None = None  # ModelConfig.capabilities (default: all of its kind's)
+
+    def __post_init__(self) -> None:
+        if self.capabilities is None:
+            object.__setattr__(self, "capabilities", KINDS[self.kind].capabilities)
 
     def card(self) -> dict:
-        chat = "chat" in KINDS[self.kind].capabilities
+        chat = "chat" in self.capabilities
         features = {"tools": chat, "structured_outputs": chat, "reasoning": self.reasoning_parser is not None}
-        return model_card(self.id, self.owned_by, self.kind, list(KINDS[self.kind].inputs), self.limits, features)
+        if self.kind == "speech":
+            features["translation"] = "translation" in self.capabilities
+        kind = KINDS[self.kind]
+        return model_card(self.id, self.owned_by, self.kind, list(kind.inputs), self.limits, features,
+                          list(kind.outputs))
 
     def require(self, capability: str) -> None:
-        if capability not in KINDS[self.kind].capabilities:
+        if capability not in self.capabilities:
+            what = "an English-only speech" if capability == "translation" else f"a {self.kind}"
             raise InvalidRequest(
-                f"Model `{self.id}` is a {self.kind} model and does not support {_ENDPOINT_NAMES[capability]}.",
+                f"Model `{self.id}` is {what} model and does not support {_ENDPOINT_NAMES[capability]}.",
                 param="model",
                 code="model_not_supported",
             )
@@ -86,7 +97,7 @@ def _served(config: ModelConfig, backend: Any, limits: LimitsConfig) -> ServedMo
         cold_start = ColdStart(config.id, config.cold_start.max_hold_s, config.cold_start.expected_s)
     return ServedModel(config.id, config.kind, config.owned_by, backend, _input_limits(config, limits),
                        config.deployment_name, cold_start, config.tool_parser, config.reasoning_parser,
-                       cache_policy(config))
+                       cache_policy(config), config.capabilities)
 
 
 def _input_limits(model: ModelConfig, limits: LimitsConfig) -> dict:

@@ -14,7 +14,7 @@ ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 
 
 class TranscriptionRequest(BaseModel):
-    """Every form field but `file`, which travels separately as bytes."""
+    """Every form field but `file`, which travels separately as bytes; a translation is one too."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +26,8 @@ class TranscriptionRequest(BaseModel):
     timestamp_granularities: list[Literal["word", "segment"]] = Field(default_factory=lambda: ["segment"])
     stream: bool = False
     filename: str | None = Field(None, description="Name the client gave the upload (informational).")
+    # Set by the route, never by the form: /v1/audio/translations translates into English.
+    task: Literal["transcribe", "translate"] = "transcribe"
 
     def wants_words(self) -> bool:
         return "word" in self.timestamp_granularities

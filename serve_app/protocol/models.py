@@ -6,11 +6,11 @@ CREATED = 1_700_000_000  # fixed: ids are stable across restarts, so is their cr
 
 
 def model_card(model_id: str, owned_by: str, kind: str, inputs: list[str], limits: dict,
-               features: dict[str, bool]) -> dict:
+               features: dict[str, bool], outputs: list[str]) -> dict:
     """`kind`, `capabilities` and `limits` are extras (OpenAI clients ignore them; the playground adapts).
-    `features`: tools, structured_outputs, reasoning."""
+    `features`: tools, structured_outputs, reasoning (and translation for speech models)."""
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": owned_by, "kind": kind,
-            "capabilities": {"input": inputs, "output": ["text"], **features}, "limits": limits}
+            "capabilities": {"input": inputs, "output": outputs, **features}, "limits": limits}
 
 
 def model_list(cards: list[dict]) -> dict:

@@ -11,7 +11,15 @@ from openai import OpenAI
 
 from tests.support.e2e_config import allow_test_images, e2e_config
 from tests.support.keys import API_KEY, OTHER_KEY
-from tests.support.models import CHAT_MODEL, ONE_SLOT_MODEL, REPO, SPEECH_MODEL, VISION_MODEL
+from tests.support.models import (
+    CHAT_MODEL,
+    EMBEDDING_MODEL,
+    MULTILINGUAL_SPEECH_MODEL,
+    ONE_SLOT_MODEL,
+    REPO,
+    SPEECH_MODEL,
+    VISION_MODEL,
+)
 from tests.support.servers import LocalGateway, ServeRun, warm_up
 
 
@@ -48,7 +56,7 @@ def endpoint(request) -> str:
 @pytest.fixture
 def served_model_ids(request, endpoint) -> list[str]:
     extra = [ONE_SLOT_MODEL] if request.node.callspec.params["endpoint"] == "serve" else []
-    return [CHAT_MODEL, VISION_MODEL, SPEECH_MODEL, *extra]
+    return [CHAT_MODEL, VISION_MODEL, EMBEDDING_MODEL, SPEECH_MODEL, MULTILINGUAL_SPEECH_MODEL, *extra]
 
 
 @pytest.fixture

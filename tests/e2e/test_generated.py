@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.keys import API_KEY
-from tests.support.models import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
+from tests.support.models import CHAT_MODEL, EMBEDDING_MODEL, MULTILINGUAL_SPEECH_MODEL, SPEECH_MODEL, VISION_MODEL
 from tests.support.servers import LocalGateway, warm_up
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +32,11 @@ answered: list[int] = []
 
 
 def synthetic_models(config: dict) -> None:
-    """Chat and vision models on the synthetic engine; budgets that generated traffic cannot spend."""
+    """Chat and vision models on the synthetic engine (speech and embedding models stay real: they are quick
+    on generated inputs); budgets that generated traffic cannot spend."""
     args = config["applications"][0]["args"]
     for model in args["models"]:
-        if model["kind"] != "speech":
+        if model["kind"] in ("text", "multimodal"):
             model.update(engine="synthetic", engine_options={"default_max_tokens": 8})
             model.pop("source")
     args["rate_limits"] = {"requests_per_minute": 1_000_000, "tokens_per_minute": 100_000_000}
@@ -60,6 +61,8 @@ def operations(generated_target) -> dict:
 SERVED = {"POST /v1/chat/completions": [CHAT_MODEL, VISION_MODEL, CHAT_MODEL],
           "POST /v1/completions": [CHAT_MODEL, CHAT_MODEL],
           "POST /v1/audio/transcriptions": [SPEECH_MODEL, SPEECH_MODEL],
+          "POST /v1/audio/translations": [MULTILINGUAL_SPEECH_MODEL, SPEECH_MODEL],
+          "POST /v1/embeddings": [EMBEDDING_MODEL, EMBEDDING_MODEL],
           "GET /v1/models/{model_id}": [CHAT_MODEL, SPEECH_MODEL]}
 STATE_OPERATIONS = ["POST /v1/files", "GET /v1/files", "GET /v1/files/{file_id}", "DELETE /v1/files/{file_id}",
                     "GET /v1/files/{file_id}/content", "POST /v1/batches", "GET /v1/batches",
@@ -67,7 +70,8 @@ STATE_OPERATIONS = ["POST /v1/files", "GET /v1/files", "GET /v1/files/{file_id}"
 EXAMPLES_PER_STATE_OPERATION = 100  # these reach the state store, not a model: fewer shapes to find
 OPERATIONS = ["GET /health", "GET /v1/models", "GET /v1/models/{model_id}", "POST /v1/chat/completions",
               "POST /v1/completions",
-              "POST /v1/audio/transcriptions", "GET /v1/usage", "GET /openapi.json", *STATE_OPERATIONS]
+              "POST /v1/audio/transcriptions", "POST /v1/audio/translations", "POST /v1/embeddings", "GET /v1/usage",
+              "GET /openapi.json", *STATE_OPERATIONS]
 
 
 @pytest.mark.parametrize("name", OPERATIONS)

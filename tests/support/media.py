@@ -9,8 +9,14 @@ from pathlib import Path
 SENTENCE = "The quick brown fox jumps over the lazy dog. Please call Stella and ask her to bring these things."
 
 
-def speech_wav(path: Path, text: str = SENTENCE) -> Path:
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+# espeak-ng's French, which whisper-base detects as French and translates with "capital" in its English
+FRENCH_SENTENCE = ("La ville de Paris est la capitale de la France. Elle est célèbre pour la tour Eiffel, le musée "
+                   "du Louvre et ses nombreux cafés.")
+
+
+def speech_wav(path: Path, text: str = SENTENCE, voice: str | None = None) -> Path:
+    language = ["-v", voice] if voice else []
+    subprocess.run(["espeak-ng", *language, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
     return path
 
 

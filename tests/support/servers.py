@@ -62,6 +62,7 @@ class LocalGateway:
 
     def __init__(self, api_keys: list[str], config_path: Path = CPU_CONFIG,
                  tweak: Callable[[dict], None] | None = None) -> None:
+        from deployments.embedding import EmbeddingModelServer
         from deployments.speech import SpeechModelServer
         from deployments.speech_coordinator import SpeechCoordinator
         from deployments.text import TextModelServer
@@ -76,7 +77,7 @@ class LocalGateway:
         args = AppArgs.model_validate(config["applications"][0]["args"])
         self.servers = servers = {
             m.id: SpeechCoordinator(m.model_dump(), SpeechModelServer(m.model_dump())) if m.kind == "speech"
-            else TextModelServer(m.model_dump())
+            else EmbeddingModelServer(m.model_dump()) if m.kind == "embedding" else TextModelServer(m.model_dump())
             for m in args.models
         }
         keys = keys_from_secrets(api_keys) + list(args.api_keys)

@@ -11,7 +11,9 @@ from serve_app.app import build_app
 from tests.support.models import (
     CHAT_MODEL,
     CPU_CONFIG,
+    EMBEDDING_MODEL,
     GPU_CONFIG,
+    MULTILINGUAL_SPEECH_MODEL,
     REPO,
     SHIPPED_CONFIGS,
     SPEECH_MODEL,
@@ -42,7 +44,12 @@ def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch, tmp_path)
     assert [k["name"] for k in keys] == ["env-1", "env-2"]
     assert "k1" not in str(keys)  # only digests leave the driver
     assert limiter._bound_deployment.name == "rate-limiter" and limiter._bound_deployment.num_replicas == 1
-    assert sorted(handles) == sorted([CHAT_MODEL, VISION_MODEL, SPEECH_MODEL])
+    assert sorted(handles) == sorted([CHAT_MODEL, VISION_MODEL, EMBEDDING_MODEL, SPEECH_MODEL,
+                                      MULTILINGUAL_SPEECH_MODEL])
+    embedding = handles[EMBEDDING_MODEL]._bound_deployment
+    assert embedding.name == "model-all-minilm-l6-v2" and embedding.func_or_class.__name__ == "EmbeddingModelServer"
+    multilingual = handles[MULTILINGUAL_SPEECH_MODEL]._bound_deployment
+    assert multilingual.name == "model-whisper-base-coordinator"
     vision = handles[VISION_MODEL]._bound_deployment
     assert vision.name == "model-tiny-random-vlm" and vision.func_or_class.__name__ == "TextModelServer"
     text = handles[CHAT_MODEL]._bound_deployment
@@ -123,10 +130,11 @@ def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch
         if deployment.name.endswith("-coordinator"):  # speech: the CPU coordinator in front of GPU replicas
             assert not deployment.ray_actor_options.get("num_gpus")
             deployment = deployment.init_args[1]._bound_deployment
-        assert deployment.ray_actor_options["num_gpus"] == 1, model_id
+        # a whole GPU each, but the small embedding model, which takes a quarter (and 20% of its memory)
+        assert deployment.ray_actor_options["num_gpus"] == (0.25 if model_id == "qwen3-embedding-0.6b" else 1)
         assert deployment._deployment_config.autoscaling_config is not None
         kinds[model_id] = deployment.init_args[0]["kind"]
-    assert sorted(set(kinds.values())) == ["multimodal", "speech", "text"]
+    assert sorted(set(kinds.values())) == ["embedding", "multimodal", "speech", "text"]
 
 
 def test_unknown_vllm_option_is_refused_by_name():

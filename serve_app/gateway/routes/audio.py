@@ -1,4 +1,5 @@
-"""POST /v1/audio/transcriptions: capped multipart upload, checks on the bytes, then the speech deployment."""
+"""POST /v1/audio/transcriptions and /v1/audio/translations (into English): capped multipart upload, checks on
+the bytes, then the speech deployment. A translation is a transcription with Whisper's `translate` task."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from serve_app.protocol.audio import TranscriptionRequest, sniff_audio
 from serve_app.protocol.validation import parse_model
 
 FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
+# OpenAI's translations take no `language` (the source is detected) and no timestamp granularities; `task` is
+# ours to set, never the form's.
+_NOT_FORM_FIELDS = {"transcribe": {"task"}, "translate": {"task", "language", "timestamp_granularities"}}
+_CAPABILITY = {"transcribe": "transcription", "translate": "translation"}
 
 
 async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[ChunkTranscript], used: Usage):
@@ -40,10 +45,12 @@ async def _transcript_events(first: ChunkTranscript | None, rest: AsyncIterator[
 
 
 class TranscriptionRoute:
-    def __init__(self, registry: ModelRegistry, max_audio_bytes: int, deadline: BodyDeadline) -> None:
+    def __init__(self, registry: ModelRegistry, max_audio_bytes: int, deadline: BodyDeadline,
+                 task: str = "transcribe") -> None:
         self.registry = registry
         self.max_audio_bytes = max_audio_bytes
         self.deadline = deadline
+        self.task = task
 
     async def handle(self, request: Request) -> Response:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -52,8 +59,10 @@ class TranscriptionRoute:
         raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD,
                                 deadline=self.deadline)
         audio, fields = await self._parse_form(Request(request.scope, replay(raw)))
-        req = parse_model(TranscriptionRequest, fields)
-        model = self.registry.for_caller(context, req.model, "transcription")
+        if unexpected := sorted(_NOT_FORM_FIELDS[self.task] & fields.keys()):
+            raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
+        req = parse_model(TranscriptionRequest, {**fields, "task": self.task})
+        model = self.registry.for_caller(context, req.model, _CAPABILITY[self.task])
         sniff_audio(audio)
         await self.registry.warm(model)
         if req.stream:

@@ -1,0 +1,82 @@
+"""vLLM engine for embedding models on its pooling runner (AsyncLLM.encode), for GPU nodes.
+
+Inputs are tokenized here so an input over the window gets its 400 naming the input, and usage counts the
+tokens the model saw. vLLM applies the model's own pooling and normalisation (its pooler config)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+from deployments.engines.base import EmbeddingEngine
+from deployments.engines.options import VLLMOptions
+from deployments.engines.vllm_engine import engine_args
+from serve_app.contract import Embeddings
+from serve_app.errors import InvalidRequest
+from serve_app.protocol.embeddings import MAX_CHARS_PER_TOKEN, EmbeddingRequest
+
+
+class VLLMEmbeddingEngine(EmbeddingEngine):
+    def __init__(self, model_path: str, options: VLLMOptions) -> None:
+        from transformers import AutoTokenizer
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        args = engine_args(model_path, options)
+        args.runner = "pooling"
+        self.engine = AsyncLLM.from_engine_args(args)
+        config = self.engine.model_config
+        self.window = config.max_model_len
+        self.dimensions = config.get_hidden_size()
+        self.matryoshka = bool(getattr(config, "is_matryoshka", False))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        from vllm import PoolingParams
+
+        if request.dimensions not in (None, self.dimensions) and not self.matryoshka:
+            raise InvalidRequest(f"This model's embeddings have {self.dimensions} dimensions and it does not "
+                                 "support shortening them; omit `dimensions`.", param="dimensions")
+        token_ids = await asyncio.to_thread(self._tokenize, request.inputs())
+        params = PoolingParams(task="embed", dimensions=request.dimensions if self.matryoshka else None)
+        vectors = await asyncio.gather(*(self._one(ids, params) for ids in token_ids))
+        return Embeddings(vectors, sum(len(ids) for ids in token_ids))
+
+    async def _one(self, ids: list[int], params) -> bytes:
+        from vllm.exceptions import VLLMClientError
+
+        final = None
+        try:
+            async for output in self.engine.encode({"prompt_token_ids": ids}, params, f"embd-{uuid.uuid4().hex}"):
+                final = output
+        except (VLLMClientError, ValueError) as exc:  # vLLM's own checks (dimensions out of range, ...)
+            raise InvalidRequest(str(exc), param="dimensions" if "dimension" in str(exc) else "input") from None
+        return final.outputs.data.float().cpu().numpy().astype("<f4").tobytes()
+
+    def _tokenize(self, inputs: list[str | list[int]]) -> list[list[int]]:
+        many = len(inputs) > 1
+        out = []
+        for i, item in enumerate(inputs):
+            where = f"input[{i}]" if many else "input"
+            if isinstance(item, str) and len(item) // MAX_CHARS_PER_TOKEN > self.window:
+                raise _too_long(where, self.window, len(item) // MAX_CHARS_PER_TOKEN, "at least ")
+            ids = self.tokenizer(item)["input_ids"] if isinstance(item, str) else item
+            if not isinstance(item, str) and max(ids) >= len(self.tokenizer):
+                raise InvalidRequest(f"{where} has token id {max(ids)}, outside the model's vocabulary.",
+                                     param="input")
+            if len(ids) > self.window:
+                raise _too_long(where, self.window, len(ids))
+            out.append(ids)
+        return out
+
+
+def _too_long(where: str, window: int, tokens: int, qualifier: str = "") -> InvalidRequest:
+    return InvalidRequest(f"This model's maximum input length is {window} tokens; {where} has {qualifier}{tokens} "
+                          "tokens. Please shorten it.", param="input", code="context_length_exceeded")
