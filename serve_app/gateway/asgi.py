@@ -19,6 +19,7 @@ from serve_app.config import APIKey, AppArgs, LimitsConfig, StateConfig
 from serve_app.errors import APIError
 from serve_app.gateway.body import BodyDeadline, JSONLimits
 from serve_app.gateway.budgets import BudgetGuard
+from serve_app.gateway.chat_pipeline import ChatPipeline
 from serve_app.gateway.errors import api_error, http_error, store_error
 from serve_app.gateway.inputs.image_fetch import ImageFetcher
 from serve_app.gateway.inputs.image_parts import ImageInputs
@@ -43,6 +44,7 @@ from serve_app.gateway.routes.embeddings import EmbeddingsRoute
 from serve_app.gateway.routes.files import FilesRoute
 from serve_app.gateway.routes.models import ModelsRoute
 from serve_app.gateway.routes.playground import PlaygroundRoute
+from serve_app.gateway.routes.responses import ResponsesRoute
 from serve_app.gateway.routes.usage import UsageRoute
 from serve_app.gateway.scale_to_zero import ReplicaCounts
 from serve_app.security.auth import KeyStore
@@ -96,12 +98,17 @@ def _api_routes(registry: ModelRegistry, limits: LimitsConfig, state: State,
     cache = ResponseCache(state.cache)
     files = FilesRoute(state.files, state.config, _body_deadline(limits), limits.max_json_elements)
     batches = BatchesRoute(state.batches, state.files, registry, state.config, json_limits, wake_runner)
+    chat = ChatPipeline(registry, _image_inputs(limits))  # one image decoder pool for both chat-shaped routes
+    responses = ResponsesRoute(chat, state.responses, json_limits)
     return [
         Route("/v1/usage", UsageRoute(state.ledger).handle, methods=["GET"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.retrieve, methods=["GET"]),
-        Route("/v1/chat/completions", ChatRoute(registry, json_limits, _image_inputs(limits), cache).handle,
-              methods=["POST"]),
+        Route("/v1/chat/completions", ChatRoute(chat, json_limits, cache).handle, methods=["POST"]),
+        Route("/v1/responses", responses.create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", responses.input_items, methods=["GET"]),
         Route("/v1/completions", CompletionsRoute(registry, json_limits, cache).handle, methods=["POST"]),
         Route("/v1/embeddings", EmbeddingsRoute(registry, json_limits).handle, methods=["POST"]),
         Route("/v1/audio/transcriptions",

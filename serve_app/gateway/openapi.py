@@ -11,10 +11,11 @@ from serve_app.protocol.batches import BatchCreateRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
 from serve_app.protocol.embeddings import EmbeddingRequest
+from serve_app.protocol.responses import ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret",
-          "404": "Unknown model, route, file or batch", "409": "Not possible in the object's state",
+          "404": "Unknown model, route, file, batch or response", "409": "Not possible in the object's state",
           "408": "The request body arrived too slowly", "413": "File or body too large",
           "415": "Unsupported file type", "429": "A rate limit is spent", "500": "Server error",
           "503": "Model overloaded, starting, or unavailable; retry"}
@@ -59,6 +60,12 @@ MODEL_LIST = {"type": "object", "required": ["object", "data"],
 # One server-sent event: `data:` holds a JSON chunk (or `[DONE]`; an error event holds the error envelope).
 SSE_EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"},
                                                                       "event": {"type": "string"}}}
+RESPONSE = {"type": "object", "required": ["id", "object", "created_at", "status", "model", "output"],
+            "properties": {"id": {"type": "string"}, "object": {"const": "response"},
+                           "created_at": {"type": "integer"}, "model": {"type": "string"},
+                           "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
+                           "output": {"type": "array", "items": {"type": "object", "required": ["id", "type"]}},
+                           "usage": {"type": ["object", "null"]}}}
 TRANSCRIPTION = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
 
 
@@ -76,7 +83,7 @@ def _request_schemas() -> dict[str, Any]:
     """Components for the wire models: each model's schema, its nested definitions hoisted beside it."""
     schemas: dict[str, Any] = {}
     for model in (ChatCompletionRequest, CompletionRequest, TranscriptionRequest, BatchCreateRequest,
-                  EmbeddingRequest):
+                  ResponsesRequest, EmbeddingRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -107,7 +114,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
             "schemas": {**_request_schemas(), "Error": ERROR, "ChatCompletion": CHAT_COMPLETION,
                         "TextCompletion": TEXT_COMPLETION, "Model": MODEL,
-                        "ModelList": MODEL_LIST, "Transcription": TRANSCRIPTION},
+                        "ModelList": MODEL_LIST, "Transcription": TRANSCRIPTION, "Response": RESPONSE},
         },
         "security": authenticated,
         "paths": {
@@ -130,6 +137,28 @@ def openapi_document(version: str) -> dict[str, Any]:
                                           model="ChatCompletion")}},
                                                   "text/event-stream": {"schema": SSE_EVENT}}},
                               **_errors(*api_errors, "415")}}},
+            "/v1/responses": {"post": {
+                "operationId": "createResponse",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="ResponsesRequest")}}}},
+                "responses": {"200": {"description": "A response, or with `stream: true` OpenAI's named "
+                                                     "server-sent events (no `[DONE]`)",
+                                      "content": {"application/json": {"schema": {"$ref": REF.format(
+                                          model="Response")}},
+                                                  "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/responses/{response_id}": {
+                "get": {"operationId": "retrieveResponse", "parameters": [_path("response_id")],
+                        "responses": {"200": _json("Response", "A stored response"), **_errors(*api_errors)}},
+                "delete": {"operationId": "deleteResponse", "parameters": [_path("response_id")],
+                           "responses": {"200": _object("Deleted"), **_errors(*api_errors)}}},
+            "/v1/responses/{response_id}/input_items": {"get": {
+                "operationId": "listResponseInputItems",
+                "parameters": [_path("response_id"), _query("limit", {"type": "integer"}),
+                               _query("after", {"type": "string"}),
+                               _query("order", {"type": "string", "enum": ["asc", "desc"]})],
+                "responses": {"200": _object("The items the response was answered from"),
+                              **_errors(*api_errors)}}},
             "/v1/completions": {"post": {
                 "operationId": "createCompletion",
                 "requestBody": {"required": True, "content": {"application/json": {

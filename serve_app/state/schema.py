@@ -101,3 +101,17 @@ response_cache = Table(
     Index("ix_response_cache_expires", "expires_at"),
     Index("ix_response_cache_created", "created_at"),
 )
+
+# Stored responses (POST /v1/responses with `store`): the response object, and the input items it was answered
+# from (the whole conversation before it, so continuing one never walks a chain of rows).
+responses = Table(
+    "responses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("response_json", Text, nullable=False),
+    Column("input_json", Text, nullable=False),
+    Index("ix_responses_owner_created", "owner", "created_at"),
+)

@@ -12,6 +12,7 @@ from serve_app.state.batches import BatchRepository
 from serve_app.state.cache import CacheStorage
 from serve_app.state.files import FileRepository, FileStorage
 from serve_app.state.ledger import UsageLedger
+from serve_app.state.responses import ResponseRepository
 from serve_app.state.store import StateStore
 
 STATE_DIR_ENV = "ENDPOINT_STATE_DIR"
@@ -39,6 +40,7 @@ class State:
     files: FileRepository
     batches: BatchRepository
     config: StateConfig
+    responses: ResponseRepository
 
     @classmethod
     def open(cls, config: StateConfig) -> State:
@@ -47,7 +49,8 @@ class State:
         store = StateStore(config.url)
         return cls(store, UsageLedger(store, config.usage_flush_interval_s, config.usage_buffer_rows),
                    CacheStorage(store, config.cache_max_entries),
-                   FileRepository(store, FileStorage(config.files_url)), BatchRepository(store), config)
+                   FileRepository(store, FileStorage(config.files_url)), BatchRepository(store), config,
+                   ResponseRepository(store))
 
     async def close(self) -> None:
         """Flush what is queued, then close connections (a graceful stop loses no usage rows)."""

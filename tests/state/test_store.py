@@ -63,7 +63,7 @@ def test_migrations_build_exactly_the_declared_schema_and_run_once(store_url):
         return version, diff
 
     version, diff = run(check())
-    assert version == "0001"
+    assert version == "0002"
     assert diff == []  # schema.py and the migrations agree
 
 

@@ -14,14 +14,13 @@ from starlette.responses import JSONResponse, Response
 
 from serve_app.contract import GenerationStep
 from serve_app.gateway.body import JSONLimits, read_json
+from serve_app.gateway.chat_pipeline import ChatPipeline, record_usage
 from serve_app.gateway.context import Usage, context_of
-from serve_app.gateway.inputs.image_parts import ImageInputs
-from serve_app.gateway.inputs.schemas import check_schemas
 from serve_app.gateway.reasoning import ReasoningSplitter
-from serve_app.gateway.registry import ModelRegistry, ServedModel
+from serve_app.gateway.registry import ServedModel
 from serve_app.gateway.response_cache import HEADER, CachedAnswer, ResponseCache, answer_from_cache
 from serve_app.gateway.streaming import sse_response
-from serve_app.gateway.tool_calls import answer_deltas, assistant_answer
+from serve_app.gateway.tool_calls import answer_deltas
 from serve_app.protocol.chat import (
     ChatCompletionRequest,
     chunk_body,
@@ -33,48 +32,34 @@ from serve_app.protocol.validation import parse_model
 
 
 class ChatRoute:
-    def __init__(self, registry: ModelRegistry, body_limits: JSONLimits, images: ImageInputs,
-                 cache: ResponseCache) -> None:
-        self.registry = registry
+    def __init__(self, pipeline: ChatPipeline, body_limits: JSONLimits, cache: ResponseCache) -> None:
+        self.pipeline = pipeline
         self.body_limits = body_limits
-        self.images = images
         self.cache = cache
 
     async def handle(self, request: Request) -> Response:
         context = context_of(request)
         chat = parse_model(ChatCompletionRequest, await read_json(request, self.body_limits))
-        chat.check_tool_use()
-        check_schemas(chat)
-        model = self.registry.for_caller(context, chat.model, "chat")
-        context.sampling = chat.sampling_summary()
-        if chat.image_count():
-            model.require("image")
-            chat = await self.images.resolve(chat, model.limits["max_images_per_request"])
-            context.usage.images = chat.image_count()
+        self.pipeline.check(chat)
+        model = self.pipeline.model_for(context, chat)
+        chat = await self.pipeline.with_images(context, chat, model)
         cache_key = self.cache.key_for(model.cache, context, "chat", chat)
         headers = {HEADER: "miss"} if cache_key else {}
         if cache_key and (cached := await self.cache.lookup(cache_key)) is not None:
             return answer_from_cache(cached, context, "chatcmpl")
-        await context.reserve_tokens(chat.token_estimate())  # before any model work: 429 if over budget
-        await self.registry.warm(model)
+        await self.pipeline.admit(context, chat, model)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
-            result = await model.backend.complete(chat)
+            result = await self.pipeline.complete(context, chat, model)
             usage = usage_dict(result.usage.prompt_tokens, result.usage.completion_tokens)
-            context.usage.prompt_tokens = result.usage.prompt_tokens
-            context.usage.completion_tokens = result.usage.completion_tokens
-            answers = [(assistant_answer(text, finish, chat, model.tool_parser, model.reasoning_parser), logprobs)
+            answers = [(self.pipeline.answer(chat, model, text, finish), logprobs)
                        for text, finish, logprobs in result.choices]
             body = completion_body(completion_id, chat.model, answers, usage)
             if cache_key:
                 self.cache.store(cache_key, model.id, model.cache, CachedAnswer(
                     "json", body, None, result.usage.prompt_tokens, result.usage.completion_tokens))
             return JSONResponse(body, headers=headers)
-        steps = model.backend.stream(chat)
-        # Take the first step before answering, so errors found up front (context too long, bad params)
-        # still get their own status code instead of an in-stream error event.
-        first = await anext(steps)
-        context.ttft = time.perf_counter() - context.started
+        first, steps = await self.pipeline.stream(context, chat, model)
         events = _chunks(chat, completion_id, first, steps, context.usage, model)
         if cache_key:
             used = context.usage
@@ -102,8 +87,7 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
             if buffered:
                 texts[d.index] += d.text
                 if d.finish_reason:
-                    answer = assistant_answer(texts[d.index], d.finish_reason, chat, model.tool_parser,
-                                              model.reasoning_parser)
+                    answer = ChatPipeline.answer(chat, model, texts[d.index], d.finish_reason)
                     for delta in answer_deltas(answer):
                         yield chunk([delta_choice(d.index, delta, None)])
                     yield chunk([delta_choice(d.index, {}, answer.finish_reason)])
@@ -120,7 +104,7 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
             if d.finish_reason:
                 yield chunk([delta_choice(d.index, {}, d.finish_reason)])
         if step.usage is not None:
-            used.prompt_tokens, used.completion_tokens = step.usage.prompt_tokens, step.usage.completion_tokens
+            record_usage(used, step.usage)
             if include_usage:
                 yield chunk([], usage_dict(step.usage.prompt_tokens, step.usage.completion_tokens))
             return
