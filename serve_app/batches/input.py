@@ -11,7 +11,7 @@ from serve_app.errors import InvalidRequest
 from serve_app.gateway.json_guard import count_elements, first_unencodable
 
 # JSON routes a batch may target (transcriptions take multipart uploads, which JSONL cannot carry).
-BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 _MAX_CUSTOM_ID = 512
 
 

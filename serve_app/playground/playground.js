@@ -74,17 +74,23 @@ const accepts = (model, input) => (model?.capabilities?.input || ["text"]).inclu
 function selectModel() {
   const model = currentModel();
   const speech = accepts(model, "audio");
-  $("chat-panel").hidden = speech;
-  $("sampling").hidden = speech;
-  $("structure").hidden = speech || !model?.capabilities?.structured_outputs;
-  $("code").hidden = speech;
+  const embedding = model?.kind === "embedding";
+  $("chat-panel").hidden = speech || embedding;
+  $("sampling").hidden = speech || embedding;
+  $("structure").hidden = speech || embedding || !model?.capabilities?.structured_outputs;
+  $("code").hidden = speech || embedding;
   $("speech-panel").hidden = !speech;
+  $("embedding-panel").hidden = !embedding;
+  // Translation into English is offered by multilingual speech models only
+  $("task-picker").hidden = !model?.capabilities?.translation;
+  if ($("task-picker").hidden) $("speech-task").value = "transcriptions";
   $("image-picker").hidden = !accepts(model, "image");
   if (!accepts(model, "image")) clearImage();
   const limits = model?.limits || {};
   $("model-info").textContent = speech
-    ? `Speech recognition · up to ${mb(limits.max_audio_bytes)} and ${(limits.max_audio_seconds || 0) / 3600} h`
-    : accepts(model, "image") ? `Text + image chat · images up to ${mb(limits.max_image_bytes)}, ` +
+    ? `Speech recognition${model?.capabilities?.translation ? " and translation" : ""} · up to ` +
+      `${mb(limits.max_audio_bytes)} and ${(limits.max_audio_seconds || 0) / 3600} h`
+    : embedding ? "Text embeddings" : accepts(model, "image") ? `Text + image chat · images up to ${mb(limits.max_image_bytes)}, ` +
       `${limits.max_images_per_request} per request (${(limits.image_formats || []).join(", ")})` : "Text chat";
   renderCode();
 }
@@ -270,6 +276,36 @@ function clearImage() {
   $("image-file").value = "";
 }
 
+// --- embeddings -------------------------------------------------------------------------------------
+
+async function embed() {
+  const texts = $("embedding-input").value.split("\n").map((t) => t.trim()).filter(Boolean);
+  if (!texts.length) return showError("Write at least one line of text.");
+  showError("");
+  try {
+    const result = await (await api("/v1/embeddings", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: $("model").value, input: texts, encoding_format: "float" }),
+    })).json();
+    const first = result.data[0].embedding;
+    const cosine = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0) /
+      Math.sqrt(a.reduce((s, x) => s + x * x, 0) * b.reduce((s, x) => s + x * x, 0));
+    const rows = result.data.map((d) => {
+      const row = document.createElement("tr");
+      const values = d.embedding.slice(0, 4).map((x) => x.toFixed(4)).join(", ") + ", …";
+      for (const cell of [d.index, d.embedding.length, values, cosine(first, d.embedding).toFixed(3)]) {
+        row.insertCell().textContent = String(cell);
+      }
+      return row;
+    });
+    $("embeddings").tBodies[0].replaceChildren(...rows);
+    $("embeddings").hidden = false;
+    $("embedding-usage").textContent = `${result.usage.prompt_tokens} tokens`;
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
 // --- speech -----------------------------------------------------------------------------------------
 
 async function transcribe() {
@@ -282,10 +318,13 @@ async function transcribe() {
   form.append("file", file, file.name || "recording.webm");
   form.append("model", $("model").value);
   form.append("response_format", "verbose_json");
-  $("transcript").textContent = "Transcribing…";
+  const task = $("speech-task").value;
+  $("transcript").textContent = task === "translations" ? "Translating…" : "Transcribing…";
+  $("speech-language").textContent = "";
   try {
-    const result = await (await api("/v1/audio/transcriptions", { method: "POST", body: form })).json();
+    const result = await (await api(`/v1/audio/${task}`, { method: "POST", body: form })).json();
     $("transcript").textContent = result.text;
+    if (result.language) $("speech-language").textContent = `Spoken language: ${result.language}`;
     const rows = (result.segments || []).map((s) => {
       const row = document.createElement("tr");
       for (const cell of [s.start.toFixed(2), s.end.toFixed(2), s.text]) row.insertCell().textContent = cell;
@@ -405,6 +444,7 @@ function init() {
     if (file && accepts(currentModel(), "image")) attachImage(file);
   });
   $("speech-form").addEventListener("submit", (e) => { e.preventDefault(); transcribe(); });
+  $("embedding-form").addEventListener("submit", (e) => { e.preventDefault(); embed(); });
   $("record").addEventListener("click", toggleRecording);
   if (state.key) connect();
 }

@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from serve_app.security.auth import hash_key
 from tests.support.keys import API_KEY, OTHER_KEY
-from tests.support.models import CHAT_MODEL
+from tests.support.models import CHAT_MODEL, EMBEDDING_MODEL
 from tests.support.servers import ServeRun, warm_up_chat
 
 ADMIN = "durable-admin-" + "6a1f"
@@ -20,10 +20,10 @@ BUDGET_TOKENS_PER_DAY = 60
 
 
 def durable_config(config: dict) -> None:
-    """The chat model alone (fast to start), two gateway replicas sharing the store, an admin key and a key
-    with a small daily token budget."""
+    """The chat and embedding models alone (fast to start), two gateway replicas sharing the store, an admin
+    key and a key with a small daily token budget."""
     args = config["applications"][0]["args"]
-    args["models"] = [m for m in args["models"] if m["id"] == CHAT_MODEL]
+    args["models"] = [m for m in args["models"] if m["id"] in (CHAT_MODEL, EMBEDDING_MODEL)]
     args["ingress"] = {"deployment": {"num_replicas": 2}}
     args["api_keys"] = [{"name": "ops", "sha256": hash_key(ADMIN), "admin": True},
                         {"name": "budget", "sha256": hash_key(BUDGET),

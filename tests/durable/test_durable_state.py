@@ -16,7 +16,7 @@ import pytest
 from tests.durable.conftest import ADMIN, BUDGET, BUDGET_TOKENS_PER_DAY
 from tests.support.errors import assert_error
 from tests.support.keys import API_KEY, OTHER_KEY
-from tests.support.models import CHAT_MODEL
+from tests.support.models import CHAT_MODEL, EMBEDDING_MODEL
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +126,23 @@ def test_a_batch_runs_to_openai_shaped_output_and_error_files(durable):
     by_batch = usage(durable, API_KEY, group_by=["batch"])
     # the refused line never reached a model: in the ledger, but not a model request
     assert totals(by_batch, batch=batch.id)["num_model_requests"] == 4
+
+
+def test_a_batch_of_embeddings_runs_through_the_embeddings_route(durable):
+    client = durable.client()
+    texts = ["first document", "second document", "third document"]
+    lines = [json.dumps({"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                         "body": {"model": EMBEDDING_MODEL, "input": text}}) for i, text in enumerate(texts)]
+    batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/embeddings",
+                                  completion_window="24h")
+    done = finished(client, batch.id)
+    assert done.status == "completed" and (done.request_counts.completed, done.request_counts.failed) == (3, 0)
+    outputs = {o["custom_id"]: o["response"]["body"]
+               for o in map(json.loads, client.files.content(done.output_file_id).text.splitlines())}
+    direct = client.embeddings.create(model=EMBEDDING_MODEL, input=texts, encoding_format="float")
+    for i, item in enumerate(direct.data):
+        assert outputs[f"e{i}"]["object"] == "list" and outputs[f"e{i}"]["usage"]["prompt_tokens"] >= 3
+        assert outputs[f"e{i}"]["data"][0]["embedding"] == pytest.approx(item.embedding, abs=1e-5)
 
 
 def test_a_cancelled_batch_ends_with_its_unrun_lines_reported(durable):

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from tests.support.keys import API_KEY
 from tests.support.media import image_bytes
-from tests.support.models import CHAT_MODEL, SPEECH_MODEL, VISION_MODEL
+from tests.support.models import CHAT_MODEL, EMBEDDING_MODEL, MULTILINGUAL_SPEECH_MODEL, SPEECH_MODEL, VISION_MODEL
 
 pytestmark = pytest.mark.e2e
 
@@ -148,6 +148,34 @@ def test_audio_upload_shows_transcript_and_segments(serve_endpoint, page, speech
     page.click("#transcribe")
     expect(page.locator("#transcript")).to_contain_text("fox", timeout=60_000)
     expect(page.locator("#segments tbody tr").first).to_be_visible()
+
+
+def test_multilingual_speech_models_offer_translation(serve_endpoint, page, french_speech_file):
+    connect(page, serve_endpoint)
+    page.select_option("#model", SPEECH_MODEL)
+    expect(page.locator("#task-picker")).to_be_hidden()  # English-only: no translation
+    page.select_option("#model", MULTILINGUAL_SPEECH_MODEL)
+    expect(page.locator("#task-picker")).to_be_visible()
+    page.select_option("#speech-task", "translations")
+    page.set_input_files("#audio-file", str(french_speech_file))
+    with page.expect_response("**/v1/audio/translations") as response_info:
+        page.click("#transcribe")
+    assert response_info.value.status == 200
+    expect(page.locator("#transcript")).to_contain_text("capital", timeout=60_000)
+    expect(page.locator("#speech-language")).to_have_text("Spoken language: french")
+
+
+def test_embedding_models_get_an_embedding_panel(serve_endpoint, page):
+    connect(page, serve_endpoint)
+    page.select_option("#model", EMBEDDING_MODEL)
+    expect(page.locator("#chat-panel")).to_be_hidden()
+    page.fill("#embedding-input", "A man is playing a guitar.\nSomeone plays the guitar.\nInterest rates rose.")
+    page.click("#embed")
+    rows = page.locator("#embeddings tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0).locator("td").nth(1)).to_have_text("384")
+    expect(rows.nth(0).locator("td").nth(3)).to_have_text("1.000")
+    expect(page.locator("#embedding-usage")).to_contain_text("tokens")
 
 
 def test_oversized_image_is_refused_in_the_page(serve_endpoint, page, tmp_path):
