@@ -79,6 +79,9 @@ def _joined(folders: list[Path]) -> Path:
         if not folder.is_dir():
             raise FileNotFoundError(f"model weights not found at {folder}")
     files = sorted(f for folder in folders for f in folder.iterdir() if f.is_file())
+    names = [f.name for f in files]
+    if clash := sorted({n for n in names if names.count(n) > 1}):
+        raise FileNotFoundError(f"{clash} found in more than one of {folders}: which one to use is unclear")
     target = cache_root() / "joined" / f"{folders[0].parent.name}-{_fingerprint(*files)}"
     return _cached(target, lambda tmp: _join_into(files, tmp))
 

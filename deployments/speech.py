@@ -16,7 +16,7 @@ class SpeechModelServer:
         self.config = ModelConfig.model_validate(config)
         self.engine = engine if engine is not None else create_speech_engine(self.config)
 
-    async def detect_language(self, samples: np.ndarray) -> str:
+    async def detect_language(self, samples: np.ndarray) -> str | None:
         return await self.engine.detect_language(samples)
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,

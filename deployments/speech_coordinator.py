@@ -21,7 +21,7 @@ from serve_app.protocol.audio import TranscriptionRequest
 
 
 class SpeechWorkers(Protocol):
-    async def detect_language(self, samples: np.ndarray) -> str: ...
+    async def detect_language(self, samples: np.ndarray) -> str | None: ...
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript: ...
@@ -44,7 +44,7 @@ class SpeechWorkersHandle:
                 if attempt == 2:
                     raise model_unavailable(self._model) from None
 
-    async def detect_language(self, samples: np.ndarray) -> str:
+    async def detect_language(self, samples: np.ndarray) -> str | None:
         return await self._call("detect_language", samples)
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
@@ -77,7 +77,8 @@ class SpeechCoordinator:
             if long_file and request.language is None and self.config.multilingual:
                 # One language for the whole file, from its start: chunks detected apart could disagree.
                 language = await self.workers.detect_language(chunk.samples)
-                request = request.model_copy(update={"language": language})
+                if language is not None:  # unsure (silence, music): each chunk detects its own
+                    request = request.model_copy(update={"language": language})
             while True:
                 if chunk is None:
                     _check_complete(header, decoded)

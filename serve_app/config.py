@@ -59,6 +59,8 @@ class ModelSource(_Strict):
 
     @model_validator(mode="after")
     def _one_origin(self) -> ModelSource:
+        if isinstance(self.package, list) and (len(self.package) < 2 or len(set(self.package)) != len(self.package)):
+            raise ValueError("a list of packages names two or more different packages (else give one name)")
         origins = [self.hub is not None, self.package is not None or self.path is not None, self.builder is not None]
         if sum(origins) != 1:
             raise ValueError("give exactly one of `hub`, `path` and/or `package`, or `builder`")
@@ -276,6 +278,8 @@ class StateConfig(_Strict):
     max_batch_lines: int = Field(50_000, gt=0, description="Most requests in one batch file (OpenAI: 50,000).")
     max_files_per_key: int = Field(100, ge=1, description="Files one key may keep.")
     max_batches_in_flight_per_key: int = Field(4, ge=1, description="Batches one key may have unfinished.")
+    responses_ttl_days: float = Field(
+        30.0, gt=0, description="Days a stored response (Responses API `store`) is kept (OpenAI: 30).")
     batch_concurrency: int = Field(
         1, ge=1, description="Batch lines sent to one model at once, only while it has no interactive request "
         "(bench/batch_priority.py: 1 keeps interactive TTFT within ~1.2x on the CPU default, 2 costs 1.6x).")

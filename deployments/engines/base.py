@@ -37,8 +37,8 @@ class SpeechEngine(Engine):
         """Refuse a `language` (or translation) this model cannot do (a 400), before any audio is decoded."""
 
     @abc.abstractmethod
-    async def detect_language(self, samples: np.ndarray) -> str:
-        """ISO code of the language spoken at the start of `samples` (16 kHz)."""
+    async def detect_language(self, samples: np.ndarray) -> str | None:
+        """ISO code of the language spoken in `samples` (16 kHz), or None when the model is unsure."""
 
     @abc.abstractmethod
     async def transcribe_samples(self, samples: np.ndarray, offset: float,

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
+from faster_whisper.vad import get_speech_timestamps
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from deployments.audio_chunks import SAMPLE_RATE
@@ -19,8 +20,10 @@ from serve_app.protocol.audio import TranscriptionRequest
 
 # OpenAI's temperature 0 means "let the decoder fall back to higher temperatures when it is unsure".
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# Seconds of a long file's start whose language is detected once for the whole file (as one pass would).
-DETECTION_SECONDS = 90
+# A long file's language is detected once, from up to 3 windows of 30 s of speech at its start (as one pass
+# over the file would), and kept only when the model is fairly sure of it.
+DETECTION_SEGMENTS = 3
+DETECTION_MIN_PROBABILITY = 0.5
 
 
 class _Cancelled(Exception):
@@ -73,16 +76,25 @@ class WhisperEngine(SpeechEngine):
                 await asyncio.gather(work, return_exceptions=True)
                 raise
 
-    async def detect_language(self, samples: np.ndarray) -> str:
-        """The language spoken at the start of a file (ISO code): fixed for all of its chunks."""
+    async def detect_language(self, samples: np.ndarray) -> str | None:
+        """The language spoken in a file's first chunk (ISO code), from up to DETECTION_SEGMENTS windows of its
+        speech (silence is skipped first); None when unsure, so each chunk then detects its own."""
         if not self.multilingual:
             return "en"
-        head = samples[:DETECTION_SECONDS * SAMPLE_RATE]
         async with self._slots:
-            language, _, _ = await asyncio.to_thread(
-                self.model.detect_language, head, vad_filter=self.options.vad_filter,
-                language_detection_segments=DETECTION_SECONDS // 30)
-        return language
+            work = asyncio.ensure_future(asyncio.to_thread(self._detect, samples))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:  # keep the slot until the thread is done, as transcription does
+                await asyncio.gather(work, return_exceptions=True)
+                raise
+
+    def _detect(self, samples: np.ndarray) -> str | None:
+        if not get_speech_timestamps(samples):  # silence or noise: Whisper would still name a language
+            return None
+        language, probability, _ = self.model.detect_language(
+            samples, vad_filter=True, language_detection_segments=DETECTION_SEGMENTS)
+        return language if probability >= DETECTION_MIN_PROBABILITY else None
 
     def _transcribe(self, samples: np.ndarray, offset: float, request: TranscriptionRequest,
                     cancelled: threading.Event) -> ChunkTranscript:

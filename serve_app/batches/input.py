@@ -11,7 +11,8 @@ from serve_app.errors import InvalidRequest
 from serve_app.gateway.json_guard import count_elements, first_unencodable
 
 # JSON routes a batch may target (transcriptions take multipart uploads, which JSONL cannot carry).
-BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+# The routes a batch may target, and what its lines' model must be able to do.
+BATCH_ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "chat", "/v1/embeddings": "embedding"}
 _MAX_CUSTOM_ID = 512
 
 

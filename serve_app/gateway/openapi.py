@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from serve_app.config import KINDS
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.batches import BatchCreateRequest
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -51,7 +52,7 @@ TEXT_COMPLETION = {"type": "object", "required": ["id", "object", "created", "mo
                                           "finish_reason": {"enum": ["stop", "length", None]}}}}}}
 MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
          "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
-                        "owned_by": {"type": "string"}, "kind": {"enum": ["text", "multimodal", "speech"]},
+                        "owned_by": {"type": "string"}, "kind": {"enum": list(KINDS)},
                         "capabilities": {"type": "object"}, "limits": {"type": "object"},
                         "status": {"enum": ["ready", "cold"]}}}
 MODEL_LIST = {"type": "object", "required": ["object", "data"],
@@ -107,7 +108,8 @@ def openapi_document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Self-hosted OpenAI-compatible endpoint", "version": version,
-                 "description": "Chat (text and images), speech recognition, files and batches behind one URL and "
+                 "description": "Chat (text and images), responses, embeddings, speech recognition and translation, "
+                                "files and batches behind one URL and "
                                 "API secret."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},

@@ -45,7 +45,9 @@ class ServedModel:
 
     def require(self, capability: str) -> None:
         if capability not in self.capabilities:
-            what = "an English-only speech" if capability == "translation" else f"a {self.kind}"
+            english_only = capability == "translation" and self.kind == "speech"
+            what = "an English-only speech" if english_only else ("an" if self.kind[0] in "aeiou" else "a") + \
+                f" {self.kind}"
             raise InvalidRequest(
                 f"Model `{self.id}` is {what} model and does not support {_ENDPOINT_NAMES[capability]}.",
                 param="model",

@@ -324,7 +324,9 @@ async function transcribe() {
   try {
     const result = await (await api(`/v1/audio/${task}`, { method: "POST", body: form })).json();
     $("transcript").textContent = result.text;
-    if (result.language) $("speech-language").textContent = `Spoken language: ${result.language}`;
+    if (result.language && task === "transcriptions") {
+      $("speech-language").textContent = `Spoken language: ${result.language}`;
+    }
     const rows = (result.segments || []).map((s) => {
       const row = document.createElement("tr");
       for (const cell of [s.start.toFixed(2), s.end.toFixed(2), s.text]) row.insertCell().textContent = cell;

@@ -187,6 +187,10 @@ class ReasoningConfig(_Wire):
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+class StreamOptions(_Wire):
+    include_obfuscation: bool | None = None  # OpenAI pads events against length side channels; nothing to pad
+
+
 class ResponsesRequest(_Wire):
     model: str
     input: str | list[InputItem] | None = None
@@ -206,6 +210,17 @@ class ResponsesRequest(_Wire):
                                                  "(default true).")
     stream: bool | None = False
     previous_response_id: str | None = None
+    # Accepted at the values that ask for nothing (what clients echo back from a response); other values
+    # ask for what this endpoint does not do and are refused by name.
+    truncation: Literal["disabled"] | None = None
+    background: Literal[False] | None = None
+    include: list[str] | None = Field(None, max_length=0, description="No extra output fields are available.")
+    max_tool_calls: None = Field(None, description="Only function tools, which the client runs.")
+    top_logprobs: Literal[0] | None = None
+    service_tier: Literal["auto", "default"] | None = None
+    stream_options: StreamOptions | None = None
+    prompt_cache_key: str | None = Field(None, max_length=1024, description="A routing hint; ignored.")
+    safety_identifier: str | None = Field(None, max_length=1024, description="Like `user`.")
 
     @field_validator("metadata")
     @classmethod

@@ -23,7 +23,9 @@ def as_json(t: Transcription) -> dict:
 
 
 def as_verbose_json(t: Transcription, request: TranscriptionRequest) -> dict:
-    body = {"task": "transcribe", "language": t.language, "duration": t.duration, "text": t.text}
+    # A translation's language is its output's, always English (OpenAI's TranslationVerbose)
+    language = "english" if request.task == "translate" else t.language
+    body = {"task": request.task, "language": language, "duration": t.duration, "text": t.text}
     segments = []
     for s in t.segments:
         item = asdict(s)

@@ -50,7 +50,7 @@ class State:
         return cls(store, UsageLedger(store, config.usage_flush_interval_s, config.usage_buffer_rows),
                    CacheStorage(store, config.cache_max_entries),
                    FileRepository(store, FileStorage(config.files_url)), BatchRepository(store), config,
-                   ResponseRepository(store))
+                   ResponseRepository(store, config.responses_ttl_days * 86400))
 
     async def close(self) -> None:
         """Flush what is queued, then close connections (a graceful stop loses no usage rows)."""

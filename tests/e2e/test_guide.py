@@ -12,7 +12,15 @@ import pytest
 
 from tests.support.keys import API_KEY
 from tests.support.media import SENTENCE, data_uri, image_bytes, word_error_rate
-from tests.support.models import CHAT_MODEL, ONE_SLOT_MODEL, REPO, SPEECH_MODEL, VISION_MODEL
+from tests.support.models import (
+    CHAT_MODEL,
+    EMBEDDING_MODEL,
+    MULTILINGUAL_SPEECH_MODEL,
+    ONE_SLOT_MODEL,
+    REPO,
+    SPEECH_MODEL,
+    VISION_MODEL,
+)
 
 pytestmark = pytest.mark.e2e
 GUIDE_IMAGE_URL = "https://example.com/image.jpg"
@@ -47,7 +55,8 @@ def run_curl(command: str, endpoint: str, model: str = "", audio: Path | None = 
 def test_guide_curls(serve_endpoint, speech_mp3_file, image_server):
     models, text, image, audio = guide_curls()
     listed = json.loads(run_curl(models, serve_endpoint))
-    assert {m["id"] for m in listed["data"]} == {CHAT_MODEL, VISION_MODEL, SPEECH_MODEL, ONE_SLOT_MODEL}
+    assert {m["id"] for m in listed["data"]} == {CHAT_MODEL, VISION_MODEL, EMBEDDING_MODEL, SPEECH_MODEL,
+                                                 MULTILINGUAL_SPEECH_MODEL, ONE_SLOT_MODEL}
     answer = json.loads(run_curl(text, serve_endpoint, CHAT_MODEL))
     assert answer["choices"][0]["message"]["content"]
     # The guide's image URL, pointed at a local image server (no internet here), then as a data URI.

@@ -162,6 +162,9 @@ def test_multilingual_speech_models_offer_translation(serve_endpoint, page, fren
         page.click("#transcribe")
     assert response_info.value.status == 200
     expect(page.locator("#transcript")).to_contain_text("capital", timeout=60_000)
+    page.select_option("#speech-task", "transcriptions")
+    page.click("#transcribe")
+    expect(page.locator("#transcript")).to_contain_text("capitale", timeout=60_000)
     expect(page.locator("#speech-language")).to_have_text("Spoken language: french")
 
 

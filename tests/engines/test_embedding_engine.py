@@ -63,7 +63,9 @@ def test_concurrent_requests_batch_together_with_the_same_vectors_as_alone(engin
     async def together():
         return await asyncio.gather(*(engine.embed(EmbeddingRequest(model="m", input=t)) for t in texts))
 
+    passes = engine.forward_passes
     concurrent = [vectors(r)[0] for r in asyncio.run(together())]
+    assert engine.forward_passes - passes <= len(texts) // 2  # requests shared passes (8 inputs at most each)
     for a, b in zip(alone, concurrent):
         assert np.abs(a - b).max() < TOLERANCE  # padding in a shared batch changes nothing
     assert np.abs(np.stack(concurrent) - reference_embeddings(texts)).max() < TOLERANCE
@@ -87,6 +89,26 @@ def test_refusals_name_the_input(engine, fields, param, code, fragment):
         embed(engine, **fields)
     assert (info.value.param, info.value.code) == (param, code)
     assert fragment in info.value.message
+
+
+def test_a_failing_input_fails_only_its_own_request(engine, monkeypatch):
+    original = engine._encode
+
+    def encode(sequences):
+        if any(ids[1:2] == [666] for ids in sequences):  # this input breaks the model, here on purpose
+            raise RuntimeError("bad input")
+        return original(sequences)
+
+    monkeypatch.setattr(engine, "_encode", encode)
+
+    async def together():
+        return await asyncio.gather(*(engine.embed(EmbeddingRequest(model="m", input=[ids]))
+                                      for ids in ([101, 666, 102], [101, 7592, 102], [101, 2088, 102])),
+                                    return_exceptions=True)
+
+    bad, good, other = asyncio.run(together())
+    assert isinstance(bad, RuntimeError)
+    assert len(vectors(good)[0]) == 384 and len(vectors(other)[0]) == 384
 
 
 def test_dimensions_equal_to_the_models_own_are_accepted(engine):

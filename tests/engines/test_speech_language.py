@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from deployments.speech import SpeechModelServer
@@ -48,14 +49,29 @@ def french_minute_and_a_half(tmp_path_factory) -> bytes:
     return convert(wav, folder / "long.mp3", "-ac", "1", "-b:a", "32k").read_bytes()
 
 
-def transcribe(coordinator, audio: bytes, **fields):
+@pytest.fixture(scope="module")
+def loop():
+    """One event loop for the module: the engine's slots belong to the loop that first waited on them."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def transcribe(loop, coordinator, audio: bytes, **fields):
     request = TranscriptionRequest(model=MULTILINGUAL_SPEECH_MODEL, **fields)
-    return asyncio.run(coordinator.transcribe(audio, request))
+    return loop.run_until_complete(coordinator.transcribe(audio, request))
 
 
-def test_a_long_file_is_detected_once_and_every_chunk_uses_that_language(coordinator, french_minute_and_a_half):
+def test_a_long_file_is_detected_once_and_every_chunk_uses_that_language(loop, coordinator,
+                                                                          french_minute_and_a_half):
     workers = coordinator.workers
-    result = transcribe(coordinator, french_minute_and_a_half)
+    result = transcribe(loop, coordinator, french_minute_and_a_half)
     assert workers.detections == 1
     assert len(workers.chunk_languages) >= 2 and set(workers.chunk_languages) == {"fr"}
     assert result.language == "french" and "capitale" in result.text.lower()
+
+
+def test_silence_is_not_pinned_to_a_language(loop, coordinator):
+    """A file that opens with a minute of silence: no language is forced on its chunks (each detects its own)."""
+    silence = np.zeros(60 * 16_000, dtype=np.float32)
+    assert loop.run_until_complete(coordinator.workers.detect_language(silence)) is None

@@ -52,3 +52,29 @@ def test_a_store_that_cannot_be_reached_is_a_503(tmp_path):
     with pytest.raises(ServiceUnavailable) as err:
         asyncio.run(repo.reachable())
     assert err.value.code == "state_store_unavailable"
+
+
+def test_responses_past_their_retention_read_as_missing_and_are_pruned(store_url):
+    import time
+
+    from sqlalchemy import func, select
+
+    from serve_app.state.schema import responses
+
+    async def check():
+        store = StateStore(store_url)
+        repo = ResponseRepository(store, ttl_s=86400)
+        old = {**response("resp_old", "old"), "created_at": int(time.time()) - 2 * 86400}
+        await repo.save("carol", old, INPUT)
+        read_old = await repo.get("carol", "resp_old"), await repo.conversation("carol", "resp_old")
+        async with store.transaction() as conn:
+            before = (await conn.execute(select(func.count()).where(responses.c.owner == "carol"))).scalar()
+        await repo.save("carol", {**response("resp_new", "new"), "created_at": int(time.time())}, INPUT)
+        async with store.transaction() as conn:
+            ids = (await conn.execute(select(responses.c.id).where(responses.c.owner == "carol"))).scalars().all()
+        await store.dispose()
+        return read_old, before, ids
+
+    read_old, before, ids = asyncio.run(check())
+    assert read_old == (None, None) and before == 1  # expired: hidden at once, deleted at the next save
+    assert ids == ["resp_new"]

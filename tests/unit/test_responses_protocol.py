@@ -229,3 +229,19 @@ def test_a_stream_that_fails_midway_ends_with_response_failed(tmp_path, monkeypa
         assert failed["sequence_number"] == r.text.count("event: ") - 1
         response_id = failed["response"]["id"]
         assert client.get(f"/v1/responses/{response_id}").status_code == 404  # a failed stream is not kept
+
+
+def test_fields_a_client_echoes_back_at_their_no_op_values_are_accepted():
+    echoed = {"truncation": "disabled", "background": False, "include": [], "max_tool_calls": None,
+              "top_logprobs": 0, "service_tier": "auto", "stream_options": {"include_obfuscation": False},
+              "prompt_cache_key": "conversation-7", "safety_identifier": "user-7"}
+    assert parse_request({"model": "m", "input": "hi", **echoed}).input_items()
+
+
+@pytest.mark.parametrize("field, value", [("truncation", "auto"), ("background", True),
+                                          ("include", ["reasoning.encrypted_content"]), ("top_logprobs", 3),
+                                          ("service_tier", "flex"), ("max_tool_calls", 3)])
+def test_fields_asking_for_what_is_not_served_are_refused_by_name(field, value):
+    with pytest.raises(InvalidRequest) as info:
+        parse_request({"model": "m", "input": "hi", field: value})
+    assert info.value.param == field

@@ -74,13 +74,18 @@ class HFEmbeddingEngine(EmbeddingEngine):
         folder = Path(model_path)
         self.layout = SentenceLayout.read(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        # A fast tokenizer is not safe to call from two threads at once ("Already borrowed" when one call
+        # resets its truncation and padding settings while another encodes): requests take turns.
+        self._tokenizer_lock = threading.Lock()
         self.model = AutoModel.from_pretrained(model_path, dtype=torch.float32).eval()
+        self.vocabulary = self.model.get_input_embeddings().num_embeddings  # ids past it would index nothing
         config = self.model.config
         windows = [w for w in (options.max_model_len, self.layout.max_seq_length,
                                getattr(config, "max_position_embeddings", None)) if w]
         self.window = min(windows)
         self.dimensions = int(config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.forward_passes = 0  # batches encoded: fewer than inputs when requests share passes
         self._inbox: queue.Queue[_Input | None] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="embedding-worker", daemon=True)
         self._worker.start()
@@ -96,7 +101,7 @@ class HFEmbeddingEngine(EmbeddingEngine):
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         dimensions = self._check_dimensions(request.dimensions)
-        token_ids = await asyncio.to_thread(self._tokenize, request.inputs())
+        token_ids = await asyncio.to_thread(self._tokenize_in_turn, request.inputs())
         loop = asyncio.get_running_loop()
         items = [_Input(ids, loop.create_future(), loop) for ids in token_ids]
         for item in items:
@@ -121,6 +126,10 @@ class HFEmbeddingEngine(EmbeddingEngine):
                                  param="dimensions")
         return requested
 
+    def _tokenize_in_turn(self, inputs: list[str | list[int]]) -> list[list[int]]:
+        with self._tokenizer_lock:
+            return self._tokenize(inputs)
+
     def _tokenize(self, inputs: list[str | list[int]]) -> list[list[int]]:
         many = len(inputs) > 1
         out = []
@@ -131,9 +140,9 @@ class HFEmbeddingEngine(EmbeddingEngine):
                     raise self._too_long(where, len(item) // MAX_CHARS_PER_TOKEN, at_least=True)
                 ids = self.tokenizer(item, add_special_tokens=True)["input_ids"]
             else:
-                if max(item) >= self.tokenizer.vocab_size and max(item) >= len(self.tokenizer):
+                if max(item) >= self.vocabulary:
                     raise InvalidRequest(f"{where} has token id {max(item)}, outside the model's vocabulary "
-                                         f"of {len(self.tokenizer)}.", param="input")
+                                         f"of {self.vocabulary}.", param="input")
                 ids = item
             if len(ids) > self.window:
                 raise self._too_long(where, len(ids))
@@ -164,18 +173,30 @@ class HFEmbeddingEngine(EmbeddingEngine):
                     break
                 batch.append(item)
             live = [item for item in batch if not item.done.cancelled()]
+            if live:
+                self._answer(live)
+
+    def _answer(self, batch: list[_Input]) -> None:
+        """Encode a batch and settle its futures; if it fails, each input alone, so that one input's failure
+        is only its own request's."""
+        try:
+            results = [(vector, None) for vector in self._encode([item.ids for item in batch])]
+        except Exception as exc:  # noqa: BLE001 any model failure is the requests' failure, not the thread's
+            if len(batch) > 1:
+                for item in batch:
+                    self._answer([item])
+                return
+            log.exception("embedding failed")
+            results = [(None, exc)]
+        for item, (vector, error) in zip(batch, results):
             try:
-                vectors = self._encode([item.ids for item in live]) if live else []
-            except Exception as exc:  # noqa: BLE001 any model failure is the requests' failure, not the thread's
-                log.exception("embedding batch failed")
-                for item in live:
-                    item.loop.call_soon_threadsafe(_settle, item.done, None, exc)
-                continue
-            for item, vector in zip(live, vectors):
-                item.loop.call_soon_threadsafe(_settle, item.done, vector, None)
+                item.loop.call_soon_threadsafe(_settle, item.done, vector, error)
+            except RuntimeError:  # the request's event loop has closed: nobody is waiting for it
+                pass
 
     @torch.inference_mode()
     def _encode(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        self.forward_passes += 1
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         width = len(sequences[order[-1]])
         input_ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)

@@ -37,11 +37,11 @@ class BatchesRoute:
         self.body_limits = body_limits
         self.wake_runner = wake_runner
 
-    def _may_use(self, caller: Caller) -> Callable[[str], bool]:
+    def _may_use(self, caller: Caller, endpoint: str) -> Callable[[str], bool]:
         def known(model_id: str) -> bool:
             try:
                 caller.require_model(model_id)
-                self.registry.get(model_id).require("chat")
+                self.registry.get(model_id).require(BATCH_ENDPOINTS[endpoint])
             except APIError:
                 return False
             return True
@@ -60,7 +60,7 @@ class BatchesRoute:
             raise InvalidRequest(f"File {row.id} has purpose `{row.purpose}`, not `batch`.", param="input_file_id")
         lines = await asyncio.to_thread(parse_batch_file, await self.files.content(row),  # off the event loop
                                         self.config.max_batch_lines, self.body_limits.max_elements, "input_file_id")
-        check_batch_lines(lines, req.endpoint, self._may_use(caller))
+        check_batch_lines(lines, req.endpoint, self._may_use(caller, req.endpoint))
         if await self.batches.unfinished_count(caller.name) >= self.config.max_batches_in_flight_per_key:
             raise RateLimited(f"Key `{caller.name}` already has {self.config.max_batches_in_flight_per_key} "
                               "unfinished batches; wait for one to end or cancel one.", code="batch_limit_reached")
