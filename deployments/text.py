@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from deployments.engines.base import TextEngine
 from deployments.engines.factory import create_text_engine
+from deployments.step_pacing import paced
 from serve_app.config import ModelConfig
 from serve_app.contract import Completion, GenerationStep, collect
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -19,11 +20,12 @@ class TextModelServer:
         self.config = ModelConfig.model_validate(config)
         self.engine = engine if engine is not None else create_text_engine(self.config)
         self._running = 0
+        self._interval_s = self.config.stream_interval_ms / 1000
 
     async def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         self._running += 1
         try:
-            async for step in self.engine.generate(request):
+            async for step in paced(self.engine.generate(request), self._interval_s):
                 yield step
         finally:
             self._running -= 1

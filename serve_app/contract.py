@@ -89,6 +89,25 @@ class Completion:
     usage: TokenUsage
 
 
+def merge_steps(steps: list[GenerationStep]) -> GenerationStep:
+    """Consecutive steps as one: each choice's text joined, its finish and logprobs kept, the last usage."""
+    merged: dict[int, ChoiceDelta] = {}
+    usage = None
+    for step in steps:
+        for d in step.deltas:
+            seen = merged.get(d.index)
+            if seen is None:
+                merged[d.index] = ChoiceDelta(d.index, d.text, d.finish_reason,
+                                              list(d.logprobs) if d.logprobs is not None else None)
+                continue
+            seen.text += d.text
+            seen.finish_reason = d.finish_reason or seen.finish_reason
+            if d.logprobs is not None:
+                seen.logprobs = (seen.logprobs or []) + d.logprobs
+        usage = step.usage or usage
+    return GenerationStep(list(merged.values()), usage)
+
+
 async def collect(steps: AsyncIterator[GenerationStep], n: int) -> Completion:
     """Fold a step stream into a Completion; the one place streamed and whole answers meet."""
     texts = [""] * n

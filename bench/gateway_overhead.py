@@ -1,0 +1,192 @@
+"""The gateway's own cost at GPU token rates: the synthetic engine emits tokens at a fixed rate per stream with
+no compute, behind the real replica, handle and gateway code under `serve run`; what reaches the client is
+compared with what the engine emitted.
+
+Per level (streams in flight): delivered tokens/s vs emitted (streams x rate), TTFT p50 minus the engine's
+own first-token time (one emission interval), and CPU time per process role (Serve proxy, gateway replica,
+model replica, the bench client) per request and per 1,000 streamed tokens.
+
+Variants (`--variants`) run in turns, level by level, repeat by repeat, so each sees the same machine:
+  default              the shipped settings
+  interval=<ms>        the model replica merges engine steps for <ms> after the first token (stream_interval_ms)
+  env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
+
+    python -m bench.gateway_overhead --variants default,interval=20 --levels 16,64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.chat import RESULTS, percentile
+from tests.support.servers import ServeRun
+
+KEY = "bench-overhead-" + "key"
+MODEL = "synthetic-stream"
+ROLES = {"proxy": "ray::ProxyActor", "gateway": "ray::ServeReplica:endpoint:gateway",
+         "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
+
+
+def synthetic_config(rate: float, tokens: int, interval_ms: float):
+    def tweak(config: dict) -> None:
+        args = config["applications"][0]["args"]
+        args["models"] = [{
+            "id": MODEL, "kind": "text", "engine": "synthetic", "stream_interval_ms": interval_ms,
+            "engine_options": {"tokens_per_s": rate, "default_max_tokens": tokens, "max_model_len": 4096},
+            "deployment": {"num_replicas": 1, "max_ongoing_requests": 1024, "max_queued_requests": 1024,
+                           "ray_actor_options": {"num_cpus": 0}}}]
+        args["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000,
+                               "max_concurrent_requests": 10_000}
+        args["ingress"] = {"deployment": {"num_replicas": 1, "max_ongoing_requests": 2048}}
+    return tweak
+
+
+def role_processes(server: ServeRun) -> dict[str, list[psutil.Process]]:
+    found: dict[str, list[psutil.Process]] = {role: [] for role in ROLES}
+    for proc in psutil.process_iter(["cmdline"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        for role, prefix in ROLES.items():
+            if title.startswith(prefix):
+                found[role].append(proc)
+    found["client"] = [psutil.Process()]
+    return found
+
+
+def cpu_seconds(processes: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    out = {}
+    for role, procs in processes.items():
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        out[role] = total
+    return out
+
+
+async def one_stream(client: httpx.AsyncClient, tokens: int) -> dict:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": tokens, "stream": True,
+            "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    ttft, used = None, 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            if ttft is None and '"content":"' in line and '"content":""' not in line:
+                ttft = time.perf_counter() - start
+            if '"usage":{' in line:
+                used = json.loads(line[6:])["usage"]["completion_tokens"]
+    return {"ttft": ttft or 0.0, "end": time.perf_counter() - start, "tokens": used}
+
+
+async def level(url: str, streams: int, rounds: int, tokens: int) -> tuple[list[dict], float]:
+    limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8)
+    async with httpx.AsyncClient(base_url=url, headers={"x-api-key": KEY}, timeout=600, limits=limits) as client:
+        await one_stream(client, 4)  # connections and the route warm
+        samples: list[dict] = []
+
+        async def worker() -> None:
+            for _ in range(rounds):
+                samples.append(await one_stream(client, tokens))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(streams)))
+        return samples, time.perf_counter() - start
+
+
+def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: float) -> dict:
+    processes = role_processes(server)
+    before = cpu_seconds(processes)
+    samples, wall = asyncio.run(level(server.url, streams, rounds, tokens))
+    spent = {role: cpu_seconds(processes)[role] - before[role] for role in processes}
+    delivered = sum(s["tokens"] for s in samples)
+    # the ideal: every stream back to back, each request `tokens` emissions at `rate`
+    emitted_per_s = streams * rate * tokens / (tokens + rate * statistics.median(s["ttft"] for s in samples))
+    return {"streams": streams, "requests": len(samples), "delivered_tok_s": delivered / wall,
+            "emitted_tok_s": streams * rate, "delivered_vs_emitted": delivered / wall / (streams * rate),
+            "ideal_with_ttft_tok_s": emitted_per_s,
+            "added_ttft_p50_ms": 1000 * (statistics.median(s["ttft"] for s in samples) - 1 / rate),
+            "added_ttft_p95_ms": 1000 * (percentile([s["ttft"] for s in samples], 0.95) - 1 / rate),
+            "cpu_ms_per_request": {r: 1000 * v / len(samples) for r, v in spent.items()},
+            "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
+
+
+def parse_variant(name: str) -> tuple[float, dict[str, str]]:
+    if name == "default":
+        return 0.0, {}
+    if name.startswith("interval="):
+        return float(name.split("=", 1)[1]), {}
+    if name.startswith("env:"):
+        key, value = name[4:].split("=", 1)
+        return 0.0, {key: value}
+    raise SystemExit(f"unknown variant {name!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default="default")
+    parser.add_argument("--levels", default="16,64")
+    parser.add_argument("--rate", type=float, default=100.0, help="tokens per second per stream")
+    parser.add_argument("--tokens", type=int, default=200, help="tokens per request")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per stream per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    variants = args.variants.split(",")
+    runs: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
+        os.environ["ENDPOINT_STATE_DIR"] = work
+        servers = {}
+        for name in variants:
+            interval, env = parse_variant(name)
+            server = ServeRun([KEY], Path(work) / f"serve-{len(servers)}.log",
+                              tweak=synthetic_config(args.rate, args.tokens, interval))
+            server.env.update(env)
+            servers[name] = stack.enter_context(server)
+        for _ in range(args.repeats):
+            for streams in levels:
+                for name, server in servers.items():
+                    row = measure(server, streams, args.rounds, args.tokens, args.rate)
+                    runs.setdefault((name, streams), []).append(row)
+                    print(f"{name:<28}{streams:>4} streams {row['delivered_tok_s']:>8.0f} tok/s "
+                          f"({row['delivered_vs_emitted']:.2f}x) +TTFT {row['added_ttft_p50_ms']:>6.1f} ms", flush=True)
+    rows = []
+    for (name, streams), samples in runs.items():
+        row = {"variant": name, "streams": streams}
+        for key in ("delivered_tok_s", "emitted_tok_s", "delivered_vs_emitted", "added_ttft_p50_ms",
+                    "added_ttft_p95_ms"):
+            row[key] = statistics.median(s[key] for s in samples)
+        for key in ("cpu_ms_per_request", "cpu_ms_per_1000_tokens"):
+            row[key] = {r: statistics.median(s[key][r] for s in samples) for r in samples[0][key]}
+        rows.append(row)
+    print(f"\n{'variant':<28}{'streams':>8}{'delivered':>11}{'vs emitted':>11}{'+TTFT p50':>11}"
+          f"{'CPU ms/1k tok (proxy/gateway/model/client)':>46}")
+    for row in rows:
+        cpu = row["cpu_ms_per_1000_tokens"]
+        print(f"{row['variant']:<28}{row['streams']:>8}{row['delivered_tok_s']:>11.0f}"
+              f"{row['delivered_vs_emitted']:>10.2f}x{row['added_ttft_p50_ms']:>9.1f}ms"
+              f"{cpu['proxy']:>14.0f}{cpu['gateway']:>9.0f}{cpu['model']:>9.0f}{cpu['client']:>9.0f}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "gateway_overhead.json"
+    out.write_text(json.dumps({"rate": args.rate, "tokens": args.tokens, "rounds": args.rounds,
+                               "repeats": args.repeats, "rows": rows}, indent=2))
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()

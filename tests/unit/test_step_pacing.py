@@ -1,0 +1,81 @@
+"""Stream pacing in the model replica: the first step at once, then one merged item per interval while steps
+come faster than it; nothing held when they come slower; errors and early closes reach the engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deployments.step_pacing import paced
+from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage, merge_steps
+
+
+async def engine(steps: int, every_s: float, fail_after: int | None = None, closed: list | None = None):
+    """Steps of one word each, `every_s` apart; the last carries usage and the finish."""
+    try:
+        for i in range(1, steps + 1):
+            await asyncio.sleep(every_s)
+            if fail_after is not None and i > fail_after:
+                raise RuntimeError("engine failed")
+            last = i == steps
+            yield GenerationStep([ChoiceDelta(0, f"w{i} ", "length" if last else None)],
+                                 TokenUsage(3, steps) if last else None)
+    finally:
+        if closed is not None:
+            closed.append(True)
+
+
+async def gather(stream) -> list[GenerationStep]:
+    return [step async for step in stream]
+
+
+def test_merge_keeps_text_finish_logprobs_and_the_last_usage():
+    steps = [GenerationStep([ChoiceDelta(0, "a", None, [{"t": 1}]), ChoiceDelta(1, "x")]),
+             GenerationStep([ChoiceDelta(0, "b", "stop", [{"t": 2}])], TokenUsage(1, 2))]
+    merged = merge_steps(steps)
+    assert [(d.index, d.text, d.finish_reason, d.logprobs) for d in merged.deltas] == [
+        (0, "ab", "stop", [{"t": 1}, {"t": 2}]), (1, "x", None, None)]
+    assert merged.usage == TokenUsage(1, 2)
+
+
+def test_fast_steps_are_merged_after_the_first():
+    items = asyncio.run(gather(paced(engine(60, 0.002), 0.03)))
+    assert items[0].deltas[0].text == "w1 "  # the first token is not held back
+    assert len(items) < 20
+    assert "".join(d.text for item in items for d in item.deltas) == "".join(f"w{i} " for i in range(1, 61))
+    assert items[-1].usage == TokenUsage(3, 60) and items[-1].deltas[-1].finish_reason == "length"
+
+
+def test_slow_steps_pass_one_by_one():
+    items = asyncio.run(gather(paced(engine(5, 0.05), 0.01)))
+    assert [item.deltas[0].text for item in items] == [f"w{i} " for i in range(1, 6)]
+
+
+def test_zero_interval_is_every_step():
+    assert len(asyncio.run(gather(paced(engine(10, 0.0), 0.0)))) == 10
+
+
+def test_an_engine_error_arrives_after_the_steps_before_it():
+    received: list[str] = []
+
+    async def run():
+        async for item in paced(engine(10, 0.001, fail_after=4), 0.01):
+            received.extend(d.text for d in item.deltas)
+
+    with pytest.raises(RuntimeError, match="engine failed"):
+        asyncio.run(run())
+    assert "".join(received) == "w1 w2 w3 w4 "
+
+
+def test_a_caller_that_leaves_closes_the_engine():
+    closed: list[bool] = []
+
+    async def run():
+        stream = paced(engine(1000, 0.001, closed=closed), 0.01)
+        await anext(stream)
+        await anext(stream)
+        await stream.aclose()
+
+    asyncio.run(run())
+    assert closed == [True]
