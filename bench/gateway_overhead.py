@@ -10,6 +10,7 @@ Variants (`--variants`) run in turns, level by level, repeat by repeat, so each 
   default              the shipped settings
   interval=<ms>        the model replica merges engine steps for <ms> after the first token (stream_interval_ms)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
+  a+b                  both (e.g. interval=20+env:RAY_SERVE_ENABLE_HA_PROXY=1)
 
     python -m bench.gateway_overhead --variants default,interval=20 --levels 16,64
 """
@@ -34,7 +35,7 @@ from tests.support.servers import ServeRun
 
 KEY = "bench-overhead-" + "key"
 MODEL = "synthetic-stream"
-ROLES = {"proxy": "ray::ProxyActor", "gateway": "ray::ServeReplica:endpoint:gateway",
+ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::ServeReplica:endpoint:gateway",
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
@@ -54,10 +55,12 @@ def synthetic_config(rate: float, tokens: int, interval_ms: float):
 
 def role_processes(server: ServeRun) -> dict[str, list[psutil.Process]]:
     found: dict[str, list[psutil.Process]] = {role: [] for role in ROLES}
-    for proc in psutil.process_iter(["cmdline"]):
+    session = str(server.ray_dir)  # this run's processes only (haproxy: by its config under the Ray folder)
+    for proc in psutil.process_iter(["cmdline", "environ"]):
         title = " ".join(proc.info["cmdline"] or [])
+        mine = session in title or (proc.info["environ"] or {}).get("RAY_TMPDIR") == session
         for role, prefix in ROLES.items():
-            if title.startswith(prefix):
+            if mine and (title.startswith(prefix) or (role == "haproxy" and title.split(" ")[0].endswith(prefix))):
                 found[role].append(proc)
     found["client"] = [psutil.Process()]
     return found
@@ -127,14 +130,19 @@ def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: floa
 
 
 def parse_variant(name: str) -> tuple[float, dict[str, str]]:
-    if name == "default":
-        return 0.0, {}
-    if name.startswith("interval="):
-        return float(name.split("=", 1)[1]), {}
-    if name.startswith("env:"):
-        key, value = name[4:].split("=", 1)
-        return 0.0, {key: value}
-    raise SystemExit(f"unknown variant {name!r}")
+    """`default`, or parts joined by `+`: `interval=<ms>`, `env:<NAME>=<value>`."""
+    interval, env = 0.0, {}
+    for part in name.split("+"):
+        if part == "default":
+            continue
+        if part.startswith("interval="):
+            interval = float(part.split("=", 1)[1])
+        elif part.startswith("env:"):
+            key, value = part[4:].split("=", 1)
+            env[key] = value
+        else:
+            raise SystemExit(f"unknown variant part {part!r}")
+    return interval, env
 
 
 def main() -> None:
@@ -175,12 +183,13 @@ def main() -> None:
             row[key] = {r: statistics.median(s[key][r] for s in samples) for r in samples[0][key]}
         rows.append(row)
     print(f"\n{'variant':<28}{'streams':>8}{'delivered':>11}{'vs emitted':>11}{'+TTFT p50':>11}"
-          f"{'CPU ms/1k tok (proxy/gateway/model/client)':>46}")
+          f"{'CPU ms/1k tok (proxy+haproxy/gateway/model/client)':>54}")
     for row in rows:
         cpu = row["cpu_ms_per_1000_tokens"]
         print(f"{row['variant']:<28}{row['streams']:>8}{row['delivered_tok_s']:>11.0f}"
               f"{row['delivered_vs_emitted']:>10.2f}x{row['added_ttft_p50_ms']:>9.1f}ms"
-              f"{cpu['proxy']:>14.0f}{cpu['gateway']:>9.0f}{cpu['model']:>9.0f}{cpu['client']:>9.0f}")
+              f"{cpu['proxy'] + cpu['haproxy']:>14.0f}{cpu['gateway']:>9.0f}{cpu['model']:>9.0f}"
+              f"{cpu['client']:>9.0f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "gateway_overhead.json"
     out.write_text(json.dumps({"rate": args.rate, "tokens": args.tokens, "rounds": args.rounds,

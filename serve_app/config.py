@@ -149,8 +149,9 @@ class ModelConfig(_Strict):
     response_cache: ResponseCacheConfig | None = Field(
         None, description="Text models: answer repeated deterministic requests from the cache (x-cache: hit).")
     stream_interval_ms: float = Field(
-        0.0, ge=0, le=1000, description="Text models: after the first token (sent at once), merge what the engine "
-        "produces for this long into one streamed item (fewer Ray items per token at GPU rates; 0: every step).")
+        20.0, ge=0, le=1000, description="Text models: after the first token (sent at once), merge what the engine "
+        "produces for this long into one streamed item: fewer Ray items per token at GPU rates (bench/RESULTS.md, "
+        "gateway overhead); steps slower than this pass one by one. 0: every engine step is its own item.")
     multilingual: bool = Field(
         False, description="Speech models: the model knows languages besides English, so it detects the spoken "
         "language and translates to English (/v1/audio/translations). Checked against the model at start.")
@@ -184,7 +185,7 @@ class ModelConfig(_Strict):
             raise ValueError("`splitting` applies to speech models only")
         if self.kind not in ("text", "multimodal") and self.response_cache is not None:
             raise ValueError("`response_cache` applies to text and multimodal models only")
-        if self.kind not in ("text", "multimodal") and self.stream_interval_ms:
+        if self.kind not in ("text", "multimodal") and "stream_interval_ms" in self.model_fields_set:
             raise ValueError("`stream_interval_ms` applies to text and multimodal models only")
         if self.kind != "speech" and self.multilingual:
             raise ValueError("`multilingual` applies to speech models only")

@@ -20,6 +20,9 @@ import yaml
 
 from tests.support.models import CPU_CONFIG, REPO, load_config
 
+# What `make run` sets for `serve run` (the Makefile's SERVE_ENV): the tests run the product as shipped.
+SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -119,7 +122,7 @@ class ServeRun:
         # 107 bytes.
         self.ray_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.env = {**os.environ, "ENDPOINT_API_KEYS": ",".join(api_keys), "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_TMPDIR": str(self.ray_dir)}
+                    "RAY_TMPDIR": str(self.ray_dir), **SERVE_ENV}
         self.env.pop("RAY_ADDRESS", None)
 
     def __enter__(self) -> ServeRun:

@@ -143,3 +143,12 @@ def test_unknown_vllm_option_is_refused_by_name():
     model = ModelConfig(id="m", kind="text", engine="vllm", source={"hub": "a/b"},
                         engine_options={"max_model_len": 4096, "gpu_memory_utilisation": 0.9})
     assert "gpu_memory_utilisation" in str(vllm_options_error(model))
+
+
+def test_make_run_the_tests_and_the_cluster_start_serve_with_the_same_environment():
+    from tests.support.servers import SERVE_ENV
+
+    line = next(x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("SERVE_ENV :="))
+    assert dict(pair.split("=", 1) for pair in line.split(":=", 1)[1].split()) == SERVE_ENV
+    starts = (REPO / "cluster.yaml").read_text()
+    assert all(starts.count(f"{name}={value} ray start") == 2 for name, value in SERVE_ENV.items())
