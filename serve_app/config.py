@@ -34,6 +34,7 @@ KINDS: dict[str, Kind] = {
 # Accepted upload formats, decided by the bytes (the guide's lists; ogg and flac decode as well).
 IMAGE_FORMATS = ("jpeg", "png", "webp", "gif")
 AUDIO_FORMATS = ("mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "ogg", "flac")
+STREAM_INTERVAL_MS = 20.0  # bench/RESULTS.md, gateway overhead
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
@@ -149,9 +150,9 @@ class ModelConfig(_Strict):
     response_cache: ResponseCacheConfig | None = Field(
         None, description="Text models: answer repeated deterministic requests from the cache (x-cache: hit).")
     stream_interval_ms: float = Field(
-        20.0, ge=0, le=1000, description="Text models: after the first token (sent at once), merge what the engine "
-        "produces for this long into one streamed item: fewer Ray items per token at GPU rates (bench/RESULTS.md, "
-        "gateway overhead); steps slower than this pass one by one. 0: every engine step is its own item.")
+        STREAM_INTERVAL_MS, ge=0, le=1000, description="Text models: after the first token (sent at once), merge "
+        "what the engine produces for this long into one streamed item: fewer Ray items per token at GPU rates "
+        "(bench/RESULTS.md, gateway overhead); slower steps pass one by one. 0: every engine step is its own item.")
     multilingual: bool = Field(
         False, description="Speech models: the model knows languages besides English, so it detects the spoken "
         "language and translates to English (/v1/audio/translations). Checked against the model at start.")
@@ -185,7 +186,8 @@ class ModelConfig(_Strict):
             raise ValueError("`splitting` applies to speech models only")
         if self.kind not in ("text", "multimodal") and self.response_cache is not None:
             raise ValueError("`response_cache` applies to text and multimodal models only")
-        if self.kind not in ("text", "multimodal") and "stream_interval_ms" in self.model_fields_set:
+        # (compared with the default, not `model_fields_set`: replicas validate a dump carrying every field)
+        if self.kind not in ("text", "multimodal") and self.stream_interval_ms != STREAM_INTERVAL_MS:
             raise ValueError("`stream_interval_ms` applies to text and multimodal models only")
         if self.kind != "speech" and self.multilingual:
             raise ValueError("`multilingual` applies to speech models only")

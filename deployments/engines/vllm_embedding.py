@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import uuid
 
 from deployments.engines.base import EmbeddingEngine
+from deployments.engines.embedding_inputs import EmbeddingTokenizer
 from deployments.engines.options import VLLMOptions
 from deployments.engines.vllm_engine import engine_args
 from serve_app.contract import Embeddings
 from serve_app.errors import InvalidRequest
-from serve_app.protocol.embeddings import MAX_CHARS_PER_TOKEN, EmbeddingRequest
+from serve_app.protocol.embeddings import EmbeddingRequest
 
 
 class VLLMEmbeddingEngine(EmbeddingEngine):
@@ -31,9 +31,8 @@ class VLLMEmbeddingEngine(EmbeddingEngine):
         self.window = config.max_model_len
         self.dimensions = config.get_hidden_size()
         self.matryoshka = bool(getattr(config, "is_matryoshka", False))
-        self.vocabulary = config.get_vocab_size()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe from two threads at once
+        self.inputs = EmbeddingTokenizer(AutoTokenizer.from_pretrained(model_path), self.window,
+                                         config.get_vocab_size())
 
     async def check_health(self) -> None:
         await self.engine.check_health()
@@ -47,7 +46,7 @@ class VLLMEmbeddingEngine(EmbeddingEngine):
         if request.dimensions not in (None, self.dimensions) and not self.matryoshka:
             raise InvalidRequest(f"This model's embeddings have {self.dimensions} dimensions and it does not "
                                  "support shortening them; omit `dimensions`.", param="dimensions")
-        token_ids = await asyncio.to_thread(self._tokenize_in_turn, request.inputs())
+        token_ids = await asyncio.to_thread(self.inputs.token_ids, request.inputs())
         params = PoolingParams(task="embed", dimensions=request.dimensions if self.matryoshka else None)
         vectors = await asyncio.gather(*(self._one(ids, params) for ids in token_ids))
         return Embeddings(vectors, sum(len(ids) for ids in token_ids))
@@ -62,28 +61,3 @@ class VLLMEmbeddingEngine(EmbeddingEngine):
         except (VLLMClientError, ValueError) as exc:  # vLLM's own checks (dimensions out of range, ...)
             raise InvalidRequest(str(exc), param="dimensions" if "dimension" in str(exc) else "input") from None
         return final.outputs.data.float().cpu().numpy().astype("<f4").tobytes()
-
-    def _tokenize_in_turn(self, inputs: list[str | list[int]]) -> list[list[int]]:
-        with self._tokenizer_lock:
-            return self._tokenize(inputs)
-
-    def _tokenize(self, inputs: list[str | list[int]]) -> list[list[int]]:
-        many = len(inputs) > 1
-        out = []
-        for i, item in enumerate(inputs):
-            where = f"input[{i}]" if many else "input"
-            if isinstance(item, str) and len(item) // MAX_CHARS_PER_TOKEN > self.window:
-                raise _too_long(where, self.window, len(item) // MAX_CHARS_PER_TOKEN, "at least ")
-            ids = self.tokenizer(item)["input_ids"] if isinstance(item, str) else item
-            if not isinstance(item, str) and max(ids) >= self.vocabulary:
-                raise InvalidRequest(f"{where} has token id {max(ids)}, outside the model's vocabulary.",
-                                     param="input")
-            if len(ids) > self.window:
-                raise _too_long(where, self.window, len(ids))
-            out.append(ids)
-        return out
-
-
-def _too_long(where: str, window: int, tokens: int, qualifier: str = "") -> InvalidRequest:
-    return InvalidRequest(f"This model's maximum input length is {window} tokens; {where} has {qualifier}{tokens} "
-                          "tokens. Please shorten it.", param="input", code="context_length_exceeded")

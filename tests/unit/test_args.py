@@ -40,3 +40,14 @@ def test_duplicate_ids_and_bad_hashes_fail():
         AppArgs.model_validate({"models": [MODEL], "api_keys": [{"name": "a", "sha256": "secret"}]})
     with pytest.raises(ValidationError, match="unknown models"):
         AppArgs.model_validate({"models": [MODEL], "api_keys": [{"name": "a", "sha256": "0" * 64, "models": ["x"]}]})
+
+
+def test_every_shipped_model_survives_the_trip_to_its_replica():
+    """Replicas validate `model_dump()` of what the builder validated: every field is set there."""
+    from serve_app.config import ModelConfig
+    from tests.support.models import SHIPPED_CONFIGS, app_args
+
+    for path in SHIPPED_CONFIGS:
+        for model in app_args(path)["models"]:
+            config = ModelConfig.model_validate(model)
+            assert ModelConfig.model_validate(config.model_dump()) == config

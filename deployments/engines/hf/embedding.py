@@ -20,10 +20,11 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from deployments.engines.base import EmbeddingEngine
+from deployments.engines.embedding_inputs import EmbeddingTokenizer
 from deployments.engines.options import HFEmbeddingOptions
 from serve_app.contract import Embeddings
 from serve_app.errors import InvalidRequest
-from serve_app.protocol.embeddings import MAX_CHARS_PER_TOKEN, EmbeddingRequest
+from serve_app.protocol.embeddings import EmbeddingRequest
 
 log = logging.getLogger(__name__)
 POOLING_MODES = ("cls", "mean", "max", "lasttoken")
@@ -73,18 +74,16 @@ class HFEmbeddingEngine(EmbeddingEngine):
             torch.set_num_threads(options.torch_threads)
         folder = Path(model_path)
         self.layout = SentenceLayout.read(folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        # A fast tokenizer is not safe to call from two threads at once ("Already borrowed" when one call
-        # resets its truncation and padding settings while another encodes): requests take turns.
-        self._tokenizer_lock = threading.Lock()
         self.model = AutoModel.from_pretrained(model_path, dtype=torch.float32).eval()
-        self.vocabulary = self.model.get_input_embeddings().num_embeddings  # ids past it would index nothing
         config = self.model.config
         windows = [w for w in (options.max_model_len, self.layout.max_seq_length,
                                getattr(config, "max_position_embeddings", None)) if w]
         self.window = min(windows)
         self.dimensions = int(config.hidden_size)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # ids past the embedding table would index nothing
+        self.inputs = EmbeddingTokenizer(tokenizer, self.window, self.model.get_input_embeddings().num_embeddings)
         self.forward_passes = 0  # batches encoded: fewer than inputs when requests share passes
         self._inbox: queue.Queue[_Input | None] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="embedding-worker", daemon=True)
@@ -101,7 +100,7 @@ class HFEmbeddingEngine(EmbeddingEngine):
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         dimensions = self._check_dimensions(request.dimensions)
-        token_ids = await asyncio.to_thread(self._tokenize_in_turn, request.inputs())
+        token_ids = await asyncio.to_thread(self.inputs.token_ids, request.inputs())
         loop = asyncio.get_running_loop()
         items = [_Input(ids, loop.create_future(), loop) for ids in token_ids]
         for item in items:
@@ -125,35 +124,6 @@ class HFEmbeddingEngine(EmbeddingEngine):
             raise InvalidRequest(f"`dimensions` must be at most {self.dimensions} for this model.",
                                  param="dimensions")
         return requested
-
-    def _tokenize_in_turn(self, inputs: list[str | list[int]]) -> list[list[int]]:
-        with self._tokenizer_lock:
-            return self._tokenize(inputs)
-
-    def _tokenize(self, inputs: list[str | list[int]]) -> list[list[int]]:
-        many = len(inputs) > 1
-        out = []
-        for i, item in enumerate(inputs):
-            where = f"input[{i}]" if many else "input"
-            if isinstance(item, str):
-                if len(item) // MAX_CHARS_PER_TOKEN > self.window:  # refused before tokenizing megabytes
-                    raise self._too_long(where, len(item) // MAX_CHARS_PER_TOKEN, at_least=True)
-                ids = self.tokenizer(item, add_special_tokens=True)["input_ids"]
-            else:
-                if max(item) >= self.vocabulary:
-                    raise InvalidRequest(f"{where} has token id {max(item)}, outside the model's vocabulary "
-                                         f"of {self.vocabulary}.", param="input")
-                ids = item
-            if len(ids) > self.window:
-                raise self._too_long(where, len(ids))
-            out.append(ids)
-        return out
-
-    def _too_long(self, where: str, tokens: int, at_least: bool = False) -> InvalidRequest:
-        return InvalidRequest(
-            f"This model's maximum input length is {self.window} tokens; {where} has "
-            f"{'at least ' if at_least else ''}{tokens} tokens. Please shorten it.",
-            param="input", code="context_length_exceeded")
 
     def _run(self) -> None:
         while True:
