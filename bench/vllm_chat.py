@@ -36,10 +36,18 @@ def bench_config(config: dict) -> None:
     vllm_model = next(m for m in args["models"] if m["id"] == CHAT)
     hf_model = next(m for m in app_args(CPU_CONFIG)["models"] if m["id"] == CHAT)
     hf_model = {**hf_model, "id": TRANSFORMERS}
+    hf_model.pop("response_cache", None)  # the bench repeats its seeded requests: never answer from the cache
     for m in (vllm_model, hf_model):
         m["deployment"].pop("autoscaling_config", None)
         m["deployment"]["num_replicas"] = 1
     args["models"] = [vllm_model, hf_model]
+
+
+def before_config(config: dict) -> None:
+    """The vLLM SmolLM2 alone, every engine step its own stream item (no pacing), for `--before`."""
+    bench_config(config)
+    args = config["applications"][0]["args"]
+    args["models"] = [{**args["models"][0], "stream_interval_ms": 0}]
 
 
 @contextlib.contextmanager
@@ -91,11 +99,17 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
     out = []
     for level in sorted({r["concurrency"] for r in rows}):
         at = {r["target"]: r for r in rows if r["concurrency"] == level}
-        gw, own, hf = at["gateway-vllm"], at["vllm-server"], at["gateway-transformers"]
-        out.append({"concurrency": level,
-                    "gateway_vllm_vs_vllm_server_aggregate": gw["aggregate_tok_s"] / own["aggregate_tok_s"],
-                    "gateway_vllm_ttft_p50_added_ms": gw["ttft_p50_ms"] - own["ttft_p50_ms"],
-                    "gateway_vllm_vs_gateway_transformers_aggregate": gw["aggregate_tok_s"] / hf["aggregate_tok_s"]})
+        own = at["vllm-server"]
+        row = {"concurrency": level}
+        for name in ("gateway-vllm", "gateway-vllm-before"):
+            if name in at:
+                key = name.replace("-", "_")
+                row[f"{key}_vs_vllm_server_aggregate"] = at[name]["aggregate_tok_s"] / own["aggregate_tok_s"]
+                row[f"{key}_ttft_p50_added_ms"] = at[name]["ttft_p50_ms"] - own["ttft_p50_ms"]
+        if "gateway-transformers" in at:
+            row["gateway_vllm_vs_gateway_transformers_aggregate"] = (
+                at["gateway-vllm"]["aggregate_tok_s"] / at["gateway-transformers"]["aggregate_tok_s"])
+        out.append(row)
     return out
 
 
@@ -107,6 +121,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--api-key", default="bench-secret")
     parser.add_argument("--out", default=str(RESULTS / "vllm_chat.json"))
+    parser.add_argument("--before", action="store_true",
+                        help="add gateway-vllm-before: the gateway as it was before issue 17's levers (every engine "
+                             "step its own item, replicas' code on a second thread); drops gateway-transformers")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
@@ -124,6 +141,11 @@ def main() -> None:
         gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=bench_config))
         targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
                    "gateway-transformers": (gateway.url, TRANSFORMERS)}
+        if args.before:
+            before = ServeRun([args.api_key], workdir / "serve-before.log", config_path, tweak=before_config)
+            before.env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] = "1"
+            targets = {"gateway-vllm": targets["gateway-vllm"],
+                       "gateway-vllm-before": (stack.enter_context(before).url, CHAT), "vllm-server": (own, CHAT)}
         rows = asyncio.run(measure(targets, args))
     report(args, rows, ratio_rows(rows))
 
