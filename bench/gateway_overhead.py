@@ -7,12 +7,12 @@ own first-token time (one emission interval), and CPU time per process role (Ser
 model replica, the bench client) per request and per 1,000 streamed tokens.
 
 Variants (`--variants`) run in turns, level by level, repeat by repeat, so each sees the same machine:
-  default              the shipped settings
-  interval=<ms>        the model replica merges engine steps for <ms> after the first token (stream_interval_ms)
+  default              the shipped settings (stream_interval_ms 20, replicas' code on Serve's loop: SERVE_ENV)
+  interval=<ms>        the model replica merges engine steps for <ms> after the first token (0: every step)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
   a+b                  both (e.g. interval=20+env:RAY_SERVE_ENABLE_HA_PROXY=1)
 
-    python -m bench.gateway_overhead --variants default,interval=20 --levels 16,64
+    python -m bench.gateway_overhead --variants interval=0,default --levels 16,64
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::Serv
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
-def synthetic_config(rate: float, tokens: int, interval_ms: float):
+def synthetic_config(rate: float, tokens: int, interval_ms: float | None):
+    """The synthetic model alone; `interval_ms` None keeps the shipped stream_interval_ms."""
+    pacing = {} if interval_ms is None else {"stream_interval_ms": interval_ms}
+
     def tweak(config: dict) -> None:
         args = config["applications"][0]["args"]
         args["models"] = [{
-            "id": MODEL, "kind": "text", "engine": "synthetic", "stream_interval_ms": interval_ms,
+            "id": MODEL, "kind": "text", "engine": "synthetic", **pacing,
             "engine_options": {"tokens_per_s": rate, "default_max_tokens": tokens, "max_model_len": 4096},
             "deployment": {"num_replicas": 1, "max_ongoing_requests": 1024, "max_queued_requests": 1024,
                            "ray_actor_options": {"num_cpus": 0}}}]
@@ -129,9 +132,9 @@ def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: floa
             "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
 
 
-def parse_variant(name: str) -> tuple[float, dict[str, str]]:
-    """`default`, or parts joined by `+`: `interval=<ms>`, `env:<NAME>=<value>`."""
-    interval, env = 0.0, {}
+def parse_variant(name: str) -> tuple[float | None, dict[str, str]]:
+    """`default` (the shipped settings), or parts joined by `+`: `interval=<ms>`, `env:<NAME>=<value>`."""
+    interval, env = None, {}
     for part in name.split("+"):
         if part == "default":
             continue
@@ -153,6 +156,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200, help="tokens per request")
     parser.add_argument("--rounds", type=int, default=2, help="requests per stream per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(RESULTS / "gateway_overhead.json"))
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     variants = args.variants.split(",")
@@ -191,7 +195,7 @@ def main() -> None:
               f"{cpu['proxy'] + cpu['haproxy']:>14.0f}{cpu['gateway']:>9.0f}{cpu['model']:>9.0f}"
               f"{cpu['client']:>9.0f}")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "gateway_overhead.json"
+    out = Path(args.out)
     out.write_text(json.dumps({"rate": args.rate, "tokens": args.tokens, "rounds": args.rounds,
                                "repeats": args.repeats, "rows": rows}, indent=2))
     print(f"saved {out}")
