@@ -8,7 +8,7 @@ import threading
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
-from faster_whisper.vad import get_speech_timestamps
+from faster_whisper.vad import collect_chunks, get_speech_timestamps
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from deployments.audio_chunks import SAMPLE_RATE
@@ -90,10 +90,13 @@ class WhisperEngine(SpeechEngine):
                 raise
 
     def _detect(self, samples: np.ndarray) -> str | None:
-        if not get_speech_timestamps(samples):  # silence or noise: Whisper would still name a language
+        speech = get_speech_timestamps(samples)
+        if not speech:  # silence or noise: Whisper would still name a language
             return None
+        # the speech found above, so detect_language need not run the VAD over the chunk again
+        pieces, _ = collect_chunks(samples, speech)
         language, probability, _ = self.model.detect_language(
-            samples, vad_filter=True, language_detection_segments=DETECTION_SEGMENTS)
+            np.concatenate(pieces), language_detection_segments=DETECTION_SEGMENTS)
         return language if probability >= DETECTION_MIN_PROBABILITY else None
 
     def _transcribe(self, samples: np.ndarray, offset: float, request: TranscriptionRequest,

@@ -28,7 +28,7 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _non_empty(cls, value):
-        items = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else value
+        items = _as_items(value)
         if not items:
             raise ValueError("must not be empty")
         if len(items) > MAX_INPUTS:
@@ -43,15 +43,18 @@ class EmbeddingRequest(BaseModel):
 
     def inputs(self) -> list[str | list[int]]:
         """The inputs as a list, each a string or a token array."""
-        if isinstance(self.input, str):
-            return [self.input]
-        if isinstance(self.input[0], int):
-            return [list(self.input)]
-        return list(self.input)
+        return _as_items(self.input)
 
     def token_estimate(self) -> int:
         """Tokens this request may cost, before tokenizing (4 characters a token), for the rate limiter."""
         return sum(len(item) // 4 + 1 if isinstance(item, str) else len(item) for item in self.inputs())
+
+
+def _as_items(value: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    """One string or one token array is one input; otherwise each element is."""
+    if isinstance(value, str) or (value and isinstance(value[0], int)):
+        return [value]
+    return list(value)
 
 
 def embedding_body(model: str, vectors: list[bytes], encoding_format: str, prompt_tokens: int) -> dict:
