@@ -6,10 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cu
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 CONFIG ?= config/cpu.yaml
-# Serve runs our replicas' code on its own event loop instead of a second thread: no thread hop per streamed
-# item (bench/RESULTS.md, gateway overhead: +19% delivered tokens at 64 streams). Our replicas keep blocking
-# work off the loop. tests/support/servers.py starts `serve run` with the same setting.
-SERVE_ENV := RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0
+# Ray Serve's settings for the endpoint (why: comments in the file); the tests and cluster.yaml read it too.
+SERVE_ENV := $(shell grep -v '^\#' config/serve.env | grep .)
 
 .PHONY: install system-deps run test lint unit e2e key bench clean
 
@@ -41,7 +39,7 @@ system-deps:
 run: install
 	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \
 	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
-	$(SERVE_ENV) $(BIN)/serve run $(CONFIG)
+	env $(SERVE_ENV) $(BIN)/serve run $(CONFIG)
 
 test: install system-deps lint
 	$(BIN)/python -m pytest

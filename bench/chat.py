@@ -1,7 +1,9 @@
 """Chat benchmark: TTFT and output tokens/s at several concurrency levels, side by side in one run.
 
 Targets (any subset, measured one after another in the same run):
-  gateway             the real product: `serve run config/cpu.yaml`, over HTTP with the OpenAI SDK
+  gateway             the real product: `serve run config/cpu.yaml`, over HTTP with the OpenAI SDK (response
+                      cache off: the bench repeats its seeded requests)
+  gateway-replicas=N  the same with the chat model fixed at N replicas (no autoscaling), its own `serve run`
   url                 any OpenAI-compatible endpoint given by --url/--api-key/--model
   inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
   inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
@@ -113,7 +115,8 @@ async def measure(args, levels: list[int]) -> list[dict]:
             engine = load_engine(args.config, 1 if target == "inprocess-nobatch" else None)
             calls[target] = lambda seed, e=engine: engine_request(e, args.max_tokens, seed)
         else:
-            client = AsyncOpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
+            url = args.gateways.get(target, args.url)
+            client = AsyncOpenAI(base_url=url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
             clients.append(client)
             calls[target] = lambda seed, c=client: openai_request(c, args.model, args.max_tokens, seed)
     rows = []
@@ -177,15 +180,37 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind, so the Serve cluster is shut down too
     levels = [int(x) for x in args.levels.split(",")]
+    args.gateways = {}
     with contextlib.ExitStack() as stack:
-        if "gateway" in args.targets.split(","):
-            from tests.support.servers import ServeRun
+        from tests.support.servers import ServeRun
 
-            log = Path(tempfile.mkdtemp()) / "serve.log"
-            args.url = stack.enter_context(ServeRun([args.api_key], log, Path(args.config))).url
+        for target in args.targets.split(","):
+            if target == "gateway" or target.startswith("gateway-replicas="):
+                replicas = int(target.split("=")[1]) if "=" in target else None
+                log = Path(tempfile.mkdtemp()) / "serve.log"
+                server = ServeRun([args.api_key], log, Path(args.config), tweak=gateway_config(args.model, replicas))
+                args.gateways[target] = stack.enter_context(server).url
         rows = asyncio.run(measure(args, levels))
+    del args.gateways
+    names = args.targets.split(",")
     comparisons = ratios(rows, "gateway", "inprocess") + ratios(rows, "inprocess", "inprocess-nobatch")
+    for name in (n for n in names if n.startswith("gateway-replicas=")):
+        comparisons += ratios(rows, name, "inprocess")
+        if name != "gateway-replicas=1":
+            comparisons += ratios(rows, name, "gateway-replicas=1")
     report(args, rows, comparisons)
+
+
+def gateway_config(model_id: str, replicas: int | None):
+    """The shipped config without the response cache for the benched model (seeded requests repeat), and
+    with `replicas` fixed (no autoscaling) when given."""
+    def tweak(config: dict) -> None:
+        model = next(m for m in config["applications"][0]["args"]["models"] if m["id"] == model_id)
+        model.pop("response_cache", None)
+        if replicas is not None:
+            model["deployment"].pop("autoscaling_config", None)
+            model["deployment"]["num_replicas"] = replicas
+    return tweak
 
 
 def report(args, rows: list[dict], comparisons: list[dict]) -> None:

@@ -7,12 +7,14 @@ own first-token time (one emission interval), and CPU time per process role (Ser
 model replica, the bench client) per request and per 1,000 streamed tokens.
 
 Variants (`--variants`) run in turns, level by level, repeat by repeat, so each sees the same machine:
-  default              the shipped settings (stream_interval_ms 20, replicas' code on Serve's loop: SERVE_ENV)
+  default              the shipped settings (stream pacing, config/serve.env)
+  before               as before issue 17: every engine step its own item, Ray's defaults for config/serve.env
   interval=<ms>        the model replica merges engine steps for <ms> after the first token (0: every step)
+  items=<n>|none       stream_items_per_s: the interval grows with the streams in flight (none: fixed)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
-  a+b                  both (e.g. interval=20+env:RAY_SERVE_ENABLE_HA_PROXY=1)
+  a+b                  both (e.g. items=none+env:RAY_SERVE_ENABLE_HA_PROXY=1)
 
-    python -m bench.gateway_overhead --variants interval=0,default --levels 16,64
+    python -m bench.gateway_overhead --variants before,default --levels 16,64
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import httpx
 import psutil
 
 from bench.chat import RESULTS, percentile
-from tests.support.servers import ServeRun
+from tests.support.servers import SERVE_ENV, ServeRun
 
 KEY = "bench-overhead-" + "key"
 MODEL = "synthetic-stream"
@@ -39,9 +41,8 @@ ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::Serv
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
-def synthetic_config(rate: float, tokens: int, interval_ms: float | None):
-    """The synthetic model alone; `interval_ms` None keeps the shipped stream_interval_ms."""
-    pacing = {} if interval_ms is None else {"stream_interval_ms": interval_ms}
+def synthetic_config(rate: float, tokens: int, pacing: dict):
+    """The synthetic model alone, with `pacing` (stream_interval_ms, stream_items_per_s) over the shipped ones."""
 
     def tweak(config: dict) -> None:
         args = config["applications"][0]["args"]
@@ -132,20 +133,28 @@ def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: floa
             "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
 
 
-def parse_variant(name: str) -> tuple[float | None, dict[str, str]]:
-    """`default` (the shipped settings), or parts joined by `+`: `interval=<ms>`, `env:<NAME>=<value>`."""
-    interval, env = None, {}
+def parse_variant(name: str) -> tuple[dict, dict[str, str | None]]:
+    """`default` (the shipped settings), or parts joined by `+`: `before`, `interval=<ms>`, `items=<n>|none`,
+    `env:<NAME>=<value>`. The env maps a name to None to unset it (Ray's default)."""
+    pacing: dict = {}
+    env: dict[str, str | None] = {}
     for part in name.split("+"):
         if part == "default":
             continue
-        if part.startswith("interval="):
-            interval = float(part.split("=", 1)[1])
+        if part == "before":
+            pacing["stream_interval_ms"] = 0
+            env.update(dict.fromkeys(SERVE_ENV))
+        elif part.startswith("interval="):
+            pacing["stream_interval_ms"] = float(part.split("=", 1)[1])
+        elif part.startswith("items="):
+            value = part.split("=", 1)[1]
+            pacing["stream_items_per_s"] = None if value == "none" else int(value)
         elif part.startswith("env:"):
             key, value = part[4:].split("=", 1)
             env[key] = value
         else:
             raise SystemExit(f"unknown variant part {part!r}")
-    return interval, env
+    return pacing, env
 
 
 def main() -> None:
@@ -165,10 +174,14 @@ def main() -> None:
         os.environ["ENDPOINT_STATE_DIR"] = work
         servers = {}
         for name in variants:
-            interval, env = parse_variant(name)
+            pacing, env = parse_variant(name)
             server = ServeRun([KEY], Path(work) / f"serve-{len(servers)}.log",
-                              tweak=synthetic_config(args.rate, args.tokens, interval))
-            server.env.update(env)
+                              tweak=synthetic_config(args.rate, args.tokens, pacing))
+            for key, value in env.items():
+                if value is None:
+                    server.env.pop(key, None)
+                else:
+                    server.env[key] = value
             servers[name] = stack.enter_context(server)
         for _ in range(args.repeats):
             for streams in levels:

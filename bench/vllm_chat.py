@@ -5,8 +5,11 @@ same run, interleaved level by level (see bench/chat.py), over HTTP with the Ope
   gateway-vllm          `serve run` of config/cpu-vllm.yaml's SmolLM2 entry (AsyncLLM inside a Serve replica)
   vllm-server           `python -m vllm.entrypoints.openai.api_server` on the same weights and engine settings
   gateway-transformers  the same Serve app's second model: config/cpu.yaml's transformers engine
+  serve-llm             with --serve-llm: Ray Serve LLM's own OpenAI app on the same weights and engine settings
+                        (bench/serve_llm_peer.py; needs `pip install -e '.[peers]'`), instead of gateway-transformers
 
     python -m bench.vllm_chat            # prints tables, saves bench/results/vllm_chat.json
+    python -m bench.vllm_chat --serve-llm --out bench/results/peers.json
 """
 
 from __future__ import annotations
@@ -43,9 +46,16 @@ def bench_config(config: dict) -> None:
     args["models"] = [vllm_model, hf_model]
 
 
+def vllm_only_config(config: dict) -> None:
+    """The vLLM SmolLM2 alone, as shipped (`--serve-llm`)."""
+    bench_config(config)
+    args = config["applications"][0]["args"]
+    args["models"] = args["models"][:1]
+
+
 def before_config(config: dict) -> None:
     """The vLLM SmolLM2 alone, every engine step its own stream item (no pacing), for `--before`."""
-    bench_config(config)
+    vllm_only_config(config)
     args = config["applications"][0]["args"]
     args["models"] = [{**args["models"][0], "stream_interval_ms": 0}]
 
@@ -101,11 +111,15 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
         at = {r["target"]: r for r in rows if r["concurrency"] == level}
         own = at["vllm-server"]
         row = {"concurrency": level}
-        for name in ("gateway-vllm", "gateway-vllm-before"):
+        for name in ("gateway-vllm", "gateway-vllm-before", "serve-llm"):
             if name in at:
                 key = name.replace("-", "_")
                 row[f"{key}_vs_vllm_server_aggregate"] = at[name]["aggregate_tok_s"] / own["aggregate_tok_s"]
                 row[f"{key}_ttft_p50_added_ms"] = at[name]["ttft_p50_ms"] - own["ttft_p50_ms"]
+        if "serve-llm" in at:
+            peer = at["serve-llm"]
+            row["gateway_vllm_vs_serve_llm_aggregate"] = at["gateway-vllm"]["aggregate_tok_s"] / peer["aggregate_tok_s"]
+            row["gateway_vllm_minus_serve_llm_ttft_p50_ms"] = at["gateway-vllm"]["ttft_p50_ms"] - peer["ttft_p50_ms"]
         if "gateway-transformers" in at:
             row["gateway_vllm_vs_gateway_transformers_aggregate"] = (
                 at["gateway-vllm"]["aggregate_tok_s"] / at["gateway-transformers"]["aggregate_tok_s"])
@@ -123,14 +137,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "vllm_chat.json"))
     parser.add_argument("--before", action="store_true",
                         help="add gateway-vllm-before: the gateway as it was before issue 17's levers (every engine "
-                             "step its own item, replicas' code on a second thread); drops gateway-transformers")
+                             "step its own item, Ray's defaults for config/serve.env); drops gateway-transformers")
+    parser.add_argument("--serve-llm", action="store_true",
+                        help="add serve-llm, Ray Serve LLM's own OpenAI app; drops gateway-transformers")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     from deployments import model_source
     from serve_app.config import AppArgs
     from tests.support.models import app_args
-    from tests.support.servers import ServeRun, free_port
+    from tests.support.servers import SERVE_ENV, ServeRun, free_port
 
     config_path = VLLM_CONFIG
     chat = next(m for m in AppArgs.model_validate(app_args(config_path)).models if m.id == CHAT)
@@ -138,14 +154,22 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     with contextlib.ExitStack() as stack:
         own = stack.enter_context(vllm_server(path, chat.engine_options, free_port(), workdir / "vllm.log"))
-        gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=bench_config))
+        tweak = vllm_only_config if args.serve_llm else bench_config
+        gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=tweak))
         targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
                    "gateway-transformers": (gateway.url, TRANSFORMERS)}
         if args.before:
             before = ServeRun([args.api_key], workdir / "serve-before.log", config_path, tweak=before_config)
-            before.env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] = "1"
+            for name in SERVE_ENV:  # Ray's defaults instead of config/serve.env
+                before.env.pop(name, None)
             targets = {"gateway-vllm": targets["gateway-vllm"],
                        "gateway-vllm-before": (stack.enter_context(before).url, CHAT), "vllm-server": (own, CHAT)}
+        if args.serve_llm:
+            from bench.serve_llm_peer import peer
+
+            url = stack.enter_context(peer(path, CHAT, chat.engine_options, free_port(), workdir / "serve-llm.log"))
+            targets.pop("gateway-transformers", None)
+            targets["serve-llm"] = (url, CHAT)
         rows = asyncio.run(measure(targets, args))
     report(args, rows, ratio_rows(rows))
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from deployments.engines.base import TextEngine
 from deployments.engines.factory import create_text_engine
 from deployments.model_replica import ModelReplica
-from deployments.step_pacing import paced
+from deployments.step_pacing import paced, stream_interval
 from serve_app.config import ModelConfig
 from serve_app.contract import Completion, GenerationStep, collect
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -23,9 +23,12 @@ class TextModelServer(ModelReplica):
         self.engine = engine if engine is not None else create_text_engine(self.config)
         self._interval_s = self.config.stream_interval_ms / 1000
 
+    def _stream_interval(self) -> float:
+        return stream_interval(self._interval_s, self._running, self.config.stream_items_per_s)
+
     async def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         with self._counted():
-            async for step in paced(self.engine.generate(request), self._interval_s):
+            async for step in paced(self.engine.generate(request), self._stream_interval):
                 yield step
 
     async def complete(self, request: ChatCompletionRequest | CompletionRequest) -> Completion:

@@ -35,6 +35,7 @@ KINDS: dict[str, Kind] = {
 IMAGE_FORMATS = ("jpeg", "png", "webp", "gif")
 AUDIO_FORMATS = ("mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "ogg", "flac")
 STREAM_INTERVAL_MS = 20.0  # bench/RESULTS.md, gateway overhead
+STREAM_ITEMS_PER_S = 1000  # per model replica, all its streams together (bench/RESULTS.md, gateway overhead)
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
@@ -153,6 +154,10 @@ class ModelConfig(_Strict):
         STREAM_INTERVAL_MS, ge=0, le=1000, description="Text models: after the first token (sent at once), merge "
         "what the engine produces for this long into one streamed item: fewer Ray items per token at GPU rates "
         "(bench/RESULTS.md, gateway overhead); slower steps pass one by one. 0: every engine step is its own item.")
+    stream_items_per_s: int | None = Field(
+        STREAM_ITEMS_PER_S, ge=1, description="Text models: with many streams in flight the merge interval grows "
+        "(up to 100 ms) so that one replica's streams together send about this many items a second; each item "
+        "costs the same Ray and gateway work whatever it holds. null: the interval stays `stream_interval_ms`.")
     multilingual: bool = Field(
         False, description="Speech models: the model knows languages besides English, so it detects the spoken "
         "language and translates to English (/v1/audio/translations). Checked against the model at start.")
@@ -187,8 +192,9 @@ class ModelConfig(_Strict):
         if self.kind not in ("text", "multimodal") and self.response_cache is not None:
             raise ValueError("`response_cache` applies to text and multimodal models only")
         # (compared with the default, not `model_fields_set`: replicas validate a dump carrying every field)
-        if self.kind not in ("text", "multimodal") and self.stream_interval_ms != STREAM_INTERVAL_MS:
-            raise ValueError("`stream_interval_ms` applies to text and multimodal models only")
+        if self.kind not in ("text", "multimodal") and (self.stream_interval_ms != STREAM_INTERVAL_MS
+                                                        or self.stream_items_per_s != STREAM_ITEMS_PER_S):
+            raise ValueError("`stream_interval_ms` and `stream_items_per_s` apply to text and multimodal models only")
         if self.kind != "speech" and self.multilingual:
             raise ValueError("`multilingual` applies to speech models only")
         return self

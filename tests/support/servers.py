@@ -20,8 +20,14 @@ import yaml
 
 from tests.support.models import CPU_CONFIG, REPO, load_config
 
-# What `make run` sets for `serve run` (the Makefile's SERVE_ENV): the tests run the product as shipped.
-SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+
+def serve_env() -> dict[str, str]:
+    """config/serve.env, which `make run` and cluster.yaml use too: the tests run the product as shipped."""
+    lines = (REPO / "config" / "serve.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+SERVE_ENV = serve_env()
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 
 from serve_app.app import build_app
 from tests.support.models import (
@@ -148,7 +149,13 @@ def test_unknown_vllm_option_is_refused_by_name():
 def test_make_run_the_tests_and_the_cluster_start_serve_with_the_same_environment():
     from tests.support.servers import SERVE_ENV
 
-    line = next(x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("SERVE_ENV :="))
-    assert dict(pair.split("=", 1) for pair in line.split(":=", 1)[1].split()) == SERVE_ENV
-    starts = (REPO / "cluster.yaml").read_text()
-    assert all(starts.count(f"{name}={value} ray start") == 2 for name, value in SERVE_ENV.items())
+    assert SERVE_ENV["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"
+    shown = subprocess.run(["make", "-n", "--no-print-directory", "run", "ENDPOINT_API_KEYS=x"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    shown = next(line for line in shown if "serve run" in line)
+    assert shown.startswith("env " + " ".join(f"{k}={v}" for k, v in SERVE_ENV.items()) + " ")
+    starts = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    for command in starts["head_start_ray_commands"][-1:] + starts["worker_start_ray_commands"][-1:]:
+        assert ". /home/ray/endpoint/config/serve.env; set +a; ray start" in command
+    mounted = starts["file_mounts"]["/home/ray/endpoint"]
+    assert (REPO / mounted / "config" / "serve.env").is_file()

@@ -25,6 +25,8 @@ def test_shipped_configs_validate(path):
     ({"source": {}}, "exactly one of"),
     ({"max_images_per_request": 0}, "greater than or equal to 1"),
     ({"surprise": 1}, "Extra inputs"),
+    ({"stream_items_per_s": 0}, "greater than or equal to 1"),
+    ({"kind": "embedding", "stream_items_per_s": 50}, "apply to text and multimodal models only"),
 ])
 def test_bad_model_entries_fail(change, fragment):
     with pytest.raises(ValidationError, match=fragment):

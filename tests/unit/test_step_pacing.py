@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from deployments.step_pacing import paced
+from deployments.step_pacing import MAX_INTERVAL_S, paced, stream_interval
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage, merge_steps
 
 
@@ -79,3 +79,24 @@ def test_a_caller_that_leaves_closes_the_engine():
 
     asyncio.run(run())
     assert closed == [True]
+
+
+def test_the_interval_grows_with_the_streams_in_flight_up_to_a_ceiling():
+    assert stream_interval(0.02, 1, 1000) == 0.02  # few streams: the configured interval
+    assert stream_interval(0.02, 20, 1000) == 0.02
+    assert stream_interval(0.02, 64, 1000) == pytest.approx(0.064)  # ~1,000 items/s for the whole replica
+    assert stream_interval(0.02, 10_000, 1000) == MAX_INTERVAL_S  # never visibly jerky
+    assert stream_interval(0.02, 64, None) == 0.02  # no budget: fixed
+    assert stream_interval(0.0, 64, 1000) == 0.0  # pacing off stays off
+
+
+def test_an_interval_function_is_asked_again_before_each_wait():
+    asked: list[int] = []
+
+    def interval() -> float:
+        asked.append(1)
+        return 0.01
+
+    items = asyncio.run(gather(paced(engine(20, 0.002), interval)))
+    assert "".join(d.text for item in items for d in item.deltas) == "".join(f"w{i} " for i in range(1, 21))
+    assert len(asked) >= len(items)  # once up front, then before every merged item after the first
