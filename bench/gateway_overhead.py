@@ -11,6 +11,7 @@ Variants (`--variants`) run in turns, level by level, repeat by repeat, so each 
   before               as before issue 17: every engine step its own item, Ray's defaults for config/serve.env
   interval=<ms>        the model replica merges engine steps for <ms> after the first token (0: every step)
   items=<n>|none       stream_items_per_s: the interval grows with the streams in flight (none: fixed)
+  no-access-log        Serve's own per-request access lines off (tried: no gain, not shipped)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
   a+b                  both (e.g. items=none+env:RAY_SERVE_ENABLE_HA_PROXY=1)
 
@@ -41,10 +42,12 @@ ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::Serv
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
-def synthetic_config(rate: float, tokens: int, pacing: dict):
+def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = True):
     """The synthetic model alone, with `pacing` (stream_interval_ms, stream_items_per_s) over the shipped ones."""
 
     def tweak(config: dict) -> None:
+        if not access_log:
+            config["applications"][0]["logging_config"] = {"enable_access_log": False}
         args = config["applications"][0]["args"]
         args["models"] = [{
             "id": MODEL, "kind": "text", "engine": "synthetic", **pacing,
@@ -133,15 +136,18 @@ def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: floa
             "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
 
 
-def parse_variant(name: str) -> tuple[dict, dict[str, str | None]]:
+def parse_variant(name: str) -> tuple[dict, dict[str, str | None], bool]:
     """`default` (the shipped settings), or parts joined by `+`: `before`, `interval=<ms>`, `items=<n>|none`,
-    `env:<NAME>=<value>`. The env maps a name to None to unset it (Ray's default)."""
+    `no-access-log`, `env:<NAME>=<value>`. The env maps a name to None to unset it (Ray's default)."""
     pacing: dict = {}
     env: dict[str, str | None] = {}
+    access_log = True
     for part in name.split("+"):
         if part == "default":
             continue
-        if part == "before":
+        if part == "no-access-log":
+            access_log = False
+        elif part == "before":
             pacing["stream_interval_ms"] = 0
             env.update(dict.fromkeys(SERVE_ENV))
         elif part.startswith("interval="):
@@ -154,7 +160,7 @@ def parse_variant(name: str) -> tuple[dict, dict[str, str | None]]:
             env[key] = value
         else:
             raise SystemExit(f"unknown variant part {part!r}")
-    return pacing, env
+    return pacing, env, access_log
 
 
 def main() -> None:
@@ -174,9 +180,9 @@ def main() -> None:
         os.environ["ENDPOINT_STATE_DIR"] = work
         servers = {}
         for name in variants:
-            pacing, env = parse_variant(name)
+            pacing, env, access_log = parse_variant(name)
             server = ServeRun([KEY], Path(work) / f"serve-{len(servers)}.log",
-                              tweak=synthetic_config(args.rate, args.tokens, pacing))
+                              tweak=synthetic_config(args.rate, args.tokens, pacing, access_log))
             for key, value in env.items():
                 if value is None:
                     server.env.pop(key, None)

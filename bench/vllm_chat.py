@@ -54,7 +54,8 @@ def vllm_only_config(config: dict) -> None:
 
 
 def before_config(config: dict) -> None:
-    """The vLLM SmolLM2 alone, every engine step its own stream item (no pacing), for `--before`."""
+    """The vLLM SmolLM2 alone as before issue 17's levers, for `--before`: every engine step its own stream item
+    (and, set by main(), Ray's defaults for config/serve.env)."""
     vllm_only_config(config)
     args = config["applications"][0]["args"]
     args["models"] = [{**args["models"][0], "stream_interval_ms": 0}]
