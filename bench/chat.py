@@ -3,7 +3,10 @@
 Targets (any subset, measured one after another in the same run):
   gateway             the real product: `serve run config/cpu.yaml`, over HTTP with the OpenAI SDK (response
                       cache off: the bench repeats its seeded requests)
-  gateway-replicas=N  the same with the chat model fixed at N replicas (no autoscaling), its own `serve run`
+  gateway-replicas=N  the chat model alone behind the gateway, fixed at N replicas (no autoscaling), its own
+                      `serve run` (alone: with every CPU-default model up, a second chat replica does not fit
+                      in the 2 CPUs Ray sees on this box)
+  gateway-replicas=N-threads=T   the same with torch_threads T in each replica
   url                 any OpenAI-compatible endpoint given by --url/--api-key/--model
   inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
   inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
@@ -186,9 +189,12 @@ def main() -> None:
 
         for target in args.targets.split(","):
             if target == "gateway" or target.startswith("gateway-replicas="):
-                replicas = int(target.split("=")[1]) if "=" in target else None
+                fields = dict(part.split("=") for part in target.removeprefix("gateway-").split("-") if "=" in part)
+                replicas = int(fields["replicas"]) if "replicas" in fields else None
+                threads = int(fields["threads"]) if "threads" in fields else None
                 log = Path(tempfile.mkdtemp()) / "serve.log"
-                server = ServeRun([args.api_key], log, Path(args.config), tweak=gateway_config(args.model, replicas))
+                server = ServeRun([args.api_key], log, Path(args.config),
+                                  tweak=gateway_config(args.model, replicas, threads))
                 args.gateways[target] = stack.enter_context(server).url
         rows = asyncio.run(measure(args, levels))
     del args.gateways
@@ -201,15 +207,19 @@ def main() -> None:
     report(args, rows, comparisons)
 
 
-def gateway_config(model_id: str, replicas: int | None):
-    """The shipped config without the response cache for the benched model (seeded requests repeat), and
-    with `replicas` fixed (no autoscaling) when given."""
+def gateway_config(model_id: str, replicas: int | None, threads: int | None = None):
+    """The shipped config without the response cache for the benched model (seeded requests repeat); with
+    `replicas`, that model alone at a fixed count (no autoscaling)."""
     def tweak(config: dict) -> None:
-        model = next(m for m in config["applications"][0]["args"]["models"] if m["id"] == model_id)
+        args = config["applications"][0]["args"]
+        model = next(m for m in args["models"] if m["id"] == model_id)
         model.pop("response_cache", None)
         if replicas is not None:
             model["deployment"].pop("autoscaling_config", None)
             model["deployment"]["num_replicas"] = replicas
+            args["models"] = [model]
+        if threads is not None:
+            model["engine_options"]["torch_threads"] = threads
     return tweak
 
 

@@ -55,7 +55,7 @@ def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch, tmp_path)
     assert vision.name == "model-tiny-random-vlm" and vision.func_or_class.__name__ == "TextModelServer"
     text = handles[CHAT_MODEL]._bound_deployment
     assert text.name == "model-smollm2-135m-instruct"
-    assert text._deployment_config.autoscaling_config.max_replicas == 2
+    assert text._deployment_config.autoscaling_config.max_replicas == 1  # 2 on 2 cores: slower (bench/RESULTS.md)
     assert text.ray_actor_options["num_cpus"] == 0.5
 
 
