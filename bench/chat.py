@@ -6,7 +6,7 @@ Targets (any subset, measured one after another in the same run):
   gateway-replicas=N  the chat model alone behind the gateway, fixed at N replicas (no autoscaling), its own
                       `serve run` (alone: with every CPU-default model up, a second chat replica does not fit
                       in the 2 CPUs Ray sees on this box)
-  gateway-replicas=N-threads=T   the same with torch_threads T in each replica
+  gateway-replicas=N-threads=T   the same with torch_threads T in each replica (and/or -wait=MS: batch_wait_ms)
   url                 any OpenAI-compatible endpoint given by --url/--api-key/--model
   inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
   inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
@@ -192,9 +192,10 @@ def main() -> None:
                 fields = dict(part.split("=") for part in target.removeprefix("gateway-").split("-") if "=" in part)
                 replicas = int(fields["replicas"]) if "replicas" in fields else None
                 threads = int(fields["threads"]) if "threads" in fields else None
+                wait = float(fields["wait"]) if "wait" in fields else None
                 log = Path(tempfile.mkdtemp()) / "serve.log"
                 server = ServeRun([args.api_key], log, Path(args.config),
-                                  tweak=gateway_config(args.model, replicas, threads))
+                                  tweak=gateway_config(args.model, replicas, threads, wait))
                 args.gateways[target] = stack.enter_context(server).url
         rows = asyncio.run(measure(args, levels))
     del args.gateways
@@ -207,7 +208,7 @@ def main() -> None:
     report(args, rows, comparisons)
 
 
-def gateway_config(model_id: str, replicas: int | None, threads: int | None = None):
+def gateway_config(model_id: str, replicas: int | None, threads: int | None = None, wait_ms: float | None = None):
     """The shipped config without the response cache for the benched model (seeded requests repeat); with
     `replicas`, that model alone at a fixed count (no autoscaling)."""
     def tweak(config: dict) -> None:
@@ -220,6 +221,8 @@ def gateway_config(model_id: str, replicas: int | None, threads: int | None = No
             args["models"] = [model]
         if threads is not None:
             model["engine_options"]["torch_threads"] = threads
+        if wait_ms is not None:
+            model["engine_options"]["batch_wait_ms"] = wait_ms
     return tweak
 
 
