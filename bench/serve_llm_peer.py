@@ -53,6 +53,12 @@ def serve(args: argparse.Namespace) -> None:
     ray.shutdown()
 
 
+def engine_flags(options: dict) -> list[str]:
+    """A model's vLLM engine_options as the command-line flags vLLM's own server and this peer both take."""
+    flags = [f"--max-model-len={options['max_model_len']}", f"--dtype={options['dtype']}"]
+    return flags + (["--enforce-eager"] if options.get("enforce_eager") else [])
+
+
 @contextlib.contextmanager
 def peer(model_dir: str, model_id: str, options: dict, port: int, log: Path):
     """The peer app in a subprocess (its own Ray folder); yields its base URL once it lists the model."""
@@ -63,12 +69,10 @@ def peer(model_dir: str, model_id: str, options: dict, port: int, log: Path):
     ray_dir = tempfile.mkdtemp(prefix="ray-llm-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     env = {**os.environ, "RAY_TMPDIR": ray_dir, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    flags = [f"--max-model-len={options['max_model_len']}", f"--dtype={options['dtype']}"]
-    flags += ["--enforce-eager"] if options.get("enforce_eager") else []
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bench.serve_llm_peer", "--model-dir", model_dir,
-                                 "--model-id", model_id, f"--port={port}", *flags], env=env, stdout=out,
+                                 "--model-id", model_id, f"--port={port}", *engine_flags(options)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
         def check_alive() -> None:

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from bench.chat import RESULTS, median_row, openai_request, print_table, report, run_level
+from bench.serve_llm_peer import engine_flags, peer
 from tests.support.models import CHAT_MODEL as CHAT
 from tests.support.models import CPU_CONFIG, VLLM_CONFIG
 
@@ -68,12 +69,11 @@ def vllm_server(model_path: str, options: dict, port: int, log: Path):
 
     from tests.support.servers import answers_200, stop_process_group, wait_until
 
-    flags = [f"--max-model-len={options['max_model_len']}", f"--dtype={options['dtype']}"]
-    flags += ["--enforce-eager"] if options.get("enforce_eager") else []
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
-                                 "--served-model-name", CHAT, "--host", "127.0.0.1", f"--port={port}", *flags],
+                                 "--served-model-name", CHAT, "--host", "127.0.0.1", f"--port={port}",
+                                 *engine_flags(options)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         def check_alive() -> None:
             if proc.poll() is not None:
@@ -166,8 +166,6 @@ def main() -> None:
             targets = {"gateway-vllm": targets["gateway-vllm"],
                        "gateway-vllm-before": (stack.enter_context(before).url, CHAT), "vllm-server": (own, CHAT)}
         if args.serve_llm:
-            from bench.serve_llm_peer import peer
-
             url = stack.enter_context(peer(path, CHAT, chat.engine_options, free_port(), workdir / "serve-llm.log"))
             targets.pop("gateway-transformers", None)
             targets["serve-llm"] = (url, CHAT)
