@@ -48,7 +48,8 @@ from serve_app.gateway.routes.responses import ResponsesRoute
 from serve_app.gateway.routes.usage import UsageRoute
 from serve_app.gateway.scale_to_zero import ReplicaCounts
 from serve_app.security.auth import KeyStore
-from serve_app.security.rate_limit import Limiter
+from serve_app.security.local_admission import LocalAdmission
+from serve_app.security.rate_limit import Limiter, SharedLimiter
 from serve_app.state.setup import State
 
 
@@ -161,13 +162,14 @@ def create_asgi_app(registry: ModelRegistry, keys: KeyStore, limits: LimitsConfi
     )
 
 
-def build_gateway(args: AppArgs, keys: list[APIKey], backends: dict[str, Any], limiter: Limiter, *,
+def build_gateway(args: AppArgs, keys: list[APIKey], backends: dict[str, Any], limiter: SharedLimiter, *,
                   state: State | None = None, metrics: Metrics | None = None, status: ReplicaCounts | None = None,
                   behind_serve_proxy: bool = False, wake_runner: Callable[[], Awaitable[None]] | None = None,
                   batch_caller: bool = False) -> Starlette:
     """The one way the gateway is assembled: by the ingress replica under Serve, by the batch runner, and
-    in-process for tests."""
+    in-process for tests. `limiter`: the shared one, asked through this replica's LocalAdmission."""
     registry = ModelRegistry.from_config(args.models, backends, args.limits, status)
-    return create_asgi_app(registry, KeyStore(keys, args.rate_limits, args.budgets), args.limits, limiter, metrics,
+    return create_asgi_app(registry, KeyStore(keys, args.rate_limits, args.budgets), args.limits,
+                           LocalAdmission(limiter), metrics,
                            behind_serve_proxy, state=state or State.open(args.state), wake_runner=wake_runner,
                            batch_caller=batch_caller)

@@ -125,8 +125,8 @@ class LimiterBackend:
             raise ServiceUnavailable("The rate limiter is not answering; please retry shortly.",
                                      code="rate_limiter_unavailable", headers={"Retry-After": "2"}) from None
 
-    async def admit(self, key: str, limits: RateLimits) -> Decision:
-        return await self._ask("admit", key, limits)
+    async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision:
+        return await self._ask("admit", key, limits, lease)
 
     async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
         return await self._ask("reserve", key, limits, tokens)
@@ -137,3 +137,6 @@ class LimiterBackend:
             await self._ask("charge", key, limits, amounts, reserved_tokens, lease)
         except ServiceUnavailable:  # the answer has been sent: record the loss, never fail the response
             log.warning("usage of key %s not charged (rate limiter unavailable): %s", key, amounts)
+
+    async def apply(self, ops: list[tuple]) -> list[Decision | None]:
+        return await self._ask("apply", ops)

@@ -1,7 +1,9 @@
 """Per-key rate limits as token buckets refilled continuously (a limit per minute), and their headers.
 
 One RateLimiter instance holds the state for every gateway replica: under Serve it lives in its own
-single-replica deployment (`rate-limiter`), so N replicas cannot each grant the full budget.
+single-replica deployment (`rate-limiter`), so N replicas cannot each grant the full budget. Gateway replicas
+ask it through LocalAdmission (security/local_admission.py), which admits on its own while a key is far from
+its limits and tells the shared limiter afterwards, in batches (`apply`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Decision:
     state: dict[str, tuple[int, int, float]] = field(default_factory=dict)
     lease: str | None = None  # an admitted request's place among the key's concurrent requests
     detail: str = ""  # why, when the reason is more than an empty budget
+    room: dict[str, float] = field(default_factory=dict)  # dimension -> what is left in its bucket now
+    in_flight: int | None = None  # the key's requests running now, when its concurrency is limited
 
 
 # A gateway replica that dies cannot release its requests' places: each lease lapses after this long.
@@ -60,43 +64,56 @@ class RateLimiter:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key -> lease -> expiry
 
-    def admit(self, key: str, limits: RateLimits) -> Decision:
+    def admit(self, key: str, limits: RateLimits, lease: str | None = None, force: bool = False) -> Decision:
         """Take one request from the key's budget if every dimension still has room and the key has a free
-        place among its concurrent requests."""
+        place among its concurrent requests. `lease`: the id the caller gives the request's place (one is made
+        up otherwise); `force`: a request a gateway already let through (LocalAdmission): counted, never refused."""
         now = self._clock()
         buckets = self._buckets_for(key, limits, now)
         for dimension, bucket in buckets.items():
             need = 1.0 if dimension == "requests" else 1e-9  # usage-based budgets are charged afterwards
-            if bucket.level < need:
+            if bucket.level < need and not force:
                 wait = (need - bucket.level) / bucket.rate
-                return Decision(False, DIMENSIONS[dimension][2], wait, self._state(buckets))
-        lease = None
+                return self._decision(False, buckets, DIMENSIONS[dimension][2], wait)
+        leases = None
         if limits.max_concurrent_requests is not None:
             leases = self._live_leases(key, now)
-            if len(leases) >= limits.max_concurrent_requests:
-                return Decision(False, "concurrent requests", 1.0, self._state(buckets),
-                                detail=f"at most {limits.max_concurrent_requests} at once")
-            lease = uuid.uuid4().hex
+            if len(leases) >= limits.max_concurrent_requests and not force:
+                return self._decision(False, buckets, "concurrent requests", 1.0, leases,
+                                      detail=f"at most {limits.max_concurrent_requests} at once")
+            lease = lease or uuid.uuid4().hex
             leases[lease] = now + LEASE_S
+        else:
+            lease = None
         if "requests" in buckets:
             buckets["requests"].level -= 1
-        return Decision(True, state=self._state(buckets), lease=lease)
+        return self._decision(True, buckets, leases=leases, lease=lease)
 
-    def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
+    def reserve(self, key: str, limits: RateLimits, tokens: int, force: bool = False) -> Decision:
         """Hold `tokens` of the key's token budget for a request about to run (its prompt and the most it may
-        generate), so one key cannot queue more work than its budget; settled by `charge(reserved=...)`."""
+        generate), so one key cannot queue more work than its budget; settled by `charge(reserved=...)`.
+        `force`: a reservation a gateway already granted (LocalAdmission): held, never refused."""
         buckets = self._buckets_for(key, limits, self._clock())
         bucket = buckets.get("tokens")
         if bucket is None or tokens <= 0:
-            return Decision(True, state=self._state(buckets))
-        if tokens > bucket.capacity:
-            return Decision(False, "tokens per minute", 60.0, self._state(buckets),
-                            detail=f"this request alone may need {tokens:,} tokens, over the limit of "
-                                   f"{int(bucket.capacity):,}")
-        if bucket.level < tokens:
-            return Decision(False, "tokens per minute", (tokens - bucket.level) / bucket.rate, self._state(buckets))
+            return self._decision(True, buckets)
+        if tokens > bucket.capacity and not force:
+            return self._decision(False, buckets, "tokens per minute", 60.0,
+                                  detail=f"this request alone may need {tokens:,} tokens, over the limit of "
+                                         f"{int(bucket.capacity):,}")
+        if bucket.level < tokens and not force:
+            return self._decision(False, buckets, "tokens per minute", (tokens - bucket.level) / bucket.rate)
         bucket.level -= tokens
-        return Decision(True, state=self._state(buckets))
+        return self._decision(True, buckets)
+
+    def apply(self, ops: list[tuple]) -> list[Decision | None]:
+        """Several calls in one, in order: each op is (method name, *its arguments)."""
+        methods = {"admit": self.admit, "reserve": self.reserve, "charge": self._charge_op}
+        return [methods[name](*args) for name, *args in ops]
+
+    def _charge_op(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
+                   lease: str | None = None) -> None:
+        self.charge(key, limits, reserved_tokens, lease, **amounts)
 
     def charge(self, key: str, limits: RateLimits, reserved_tokens: float = 0.0, lease: str | None = None,
                **amounts: float) -> None:
@@ -133,6 +150,12 @@ class RateLimiter:
             out[dimension] = bucket
         return out
 
+    def _decision(self, allowed: bool, buckets: dict[str, _Bucket], limit_name: str | None = None,
+                  retry_after_s: float = 0.0, leases: dict[str, float] | None = None, **extra) -> Decision:
+        return Decision(allowed, limit_name, retry_after_s, self._state(buckets),
+                        room={d: b.level for d, b in buckets.items()},
+                        in_flight=None if leases is None else len(leases), **extra)
+
     @staticmethod
     def _state(buckets: dict[str, _Bucket]) -> dict[str, tuple[int, int, float]]:
         return {
@@ -161,8 +184,8 @@ def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
 
 
 class Limiter(Protocol):
-    """What the gateway asks of the shared limiter: the deployment's handle (gateway/backends.py) or,
-    in-process, RateLimiterServer itself."""
+    """What the gateway's middleware asks of a limiter: LocalAdmission in front of the shared one, or (tests, the
+    shared deployment's own view) RateLimiterServer itself."""
 
     async def admit(self, key: str, limits: RateLimits) -> Decision: ...
 
@@ -170,6 +193,15 @@ class Limiter(Protocol):
 
     async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
                      lease: str | None = None) -> None: ...
+
+
+class SharedLimiter(Limiter, Protocol):
+    """The shared limiter as LocalAdmission sees it: the deployment's handle (gateway/backends.py) or, in-process,
+    RateLimiterServer."""
+
+    async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision: ...
+
+    async def apply(self, ops: list[tuple]) -> list[Decision | None]: ...
 
 
 # One replica on purpose: it is the single place every gateway replica's rate limits are counted.
@@ -182,8 +214,8 @@ class RateLimiterServer:
     def __init__(self) -> None:
         self.limiter = RateLimiter()
 
-    async def admit(self, key: str, limits: RateLimits) -> Decision:
-        return self.limiter.admit(key, limits)
+    async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision:
+        return self.limiter.admit(key, limits, lease)
 
     async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
         return self.limiter.reserve(key, limits, tokens)
@@ -191,3 +223,6 @@ class RateLimiterServer:
     async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
                      lease: str | None = None) -> None:
         self.limiter.charge(key, limits, reserved_tokens, lease, **amounts)
+
+    async def apply(self, ops: list[tuple]) -> list[Decision | None]:
+        return self.limiter.apply(ops)

@@ -1,0 +1,197 @@
+"""LocalAdmission: a gateway replica admits on its own while a key is far from its limits, and the shared limiter's
+counts stay exact for one replica and within a margin for several."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serve_app.config import RateLimits
+from serve_app.errors import ServiceUnavailable
+from serve_app.security.local_admission import VIEW_TTL_S, LocalAdmission, margin
+from serve_app.security.rate_limit import RateLimiter, RateLimiterServer
+
+ROOMY = RateLimits(requests_per_minute=600, tokens_per_minute=100_000, max_concurrent_requests=64)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Shared(RateLimiterServer):
+    """The shared limiter in-process, recording each call; every call takes a round trip's worth of loop turns."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.limiter = RateLimiter(clock)
+        self.calls: list[list[str]] = []
+        self.down = False
+
+    async def apply(self, ops: list[tuple]):
+        self.calls.append([f"{op[0]}{'!' if op[0] != 'charge' and op[4] else ''}" for op in ops])
+        await asyncio.sleep(0.002)
+        if self.down:
+            raise ServiceUnavailable("down", code="rate_limiter_unavailable")
+        return await super().apply(ops)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def settle() -> asyncio.Future:
+    return asyncio.sleep(0.05)  # long enough for every report to reach the shared limiter
+
+
+def test_far_from_its_limits_a_key_is_admitted_and_reserved_without_a_round_trip(clock):
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        first = await local.admit("k", ROOMY)  # no view yet: asked
+        assert first.allowed and shared.calls == [["admit"]]
+        decisions = []
+        for _ in range(5):
+            decisions.append(await local.admit("k", ROOMY))
+            assert (await local.reserve("k", ROOMY, 100)).allowed
+        assert len(shared.calls) == 1  # nothing waited for the shared limiter
+        assert all(d.allowed and d.lease for d in decisions)
+        await settle()
+        # every local admission and reservation reached it, batched, as counted and never refused
+        assert sum(len(c) for c in shared.calls[1:]) == 10 and len(shared.calls) <= 3
+        assert shared.limiter.in_flight("k") == 6
+        tokens = (await shared.reserve("k", ROOMY, 1)).state["tokens"][1]
+        assert tokens == 100_000 - 500 - 1
+    asyncio.run(scenario())
+
+
+def test_headers_of_local_admissions_count_down(clock):
+    async def scenario():
+        local = LocalAdmission(Shared(clock), clock)
+        remaining = [(await local.admit("k", ROOMY)).state["requests"][1] for _ in range(4)]
+        assert remaining == [599, 598, 597, 596]
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_near_a_limit_the_shared_limiter_decides_and_one_replica_never_passes_it(clock, burst):
+    limits = RateLimits(requests_per_minute=30)
+
+    async def scenario():
+        local = LocalAdmission(Shared(clock), clock)
+        if burst:
+            decisions = await asyncio.gather(*(local.admit("k", limits) for _ in range(45)))
+        else:
+            decisions = [await local.admit("k", limits) for _ in range(45)]
+        assert sum(d.allowed for d in decisions) == 30
+        refused = [d for d in decisions if not d.allowed]
+        assert refused[0].limit_name == "requests per minute"
+    asyncio.run(scenario())
+
+
+def test_concurrent_places_stay_exact_for_one_replica_and_come_back_when_charged(clock):
+    limits = RateLimits(max_concurrent_requests=20)
+
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        await local.admit("k", limits)  # a view to start from
+        decisions = await asyncio.gather(*(local.admit("k", limits) for _ in range(30)))
+        admitted = [d for d in decisions if d.allowed]
+        assert len(admitted) == 19
+        await settle()
+        assert shared.limiter.in_flight("k") == 20
+        for d in admitted[:5]:
+            await local.charge("k", limits, {}, 0.0, d.lease)
+        await settle()
+        again = await asyncio.gather(*(local.admit("k", limits) for _ in range(8)))
+        assert sum(d.allowed for d in again) == 5
+    asyncio.run(scenario())
+
+
+def test_several_replicas_pass_a_limit_by_at_most_the_margin_each(clock):
+    limits = RateLimits(requests_per_minute=200)
+
+    async def scenario():
+        shared = Shared(clock)
+        replicas = [LocalAdmission(shared, clock) for _ in range(3)]
+        for local in replicas:
+            await local.admit("k", limits)
+        bursts = await asyncio.gather(*(local.admit("k", limits) for local in replicas for _ in range(100)))
+        allowed = 3 + sum(d.allowed for d in bursts)
+        assert 200 <= allowed <= 200 + 2 * margin(200)
+    asyncio.run(scenario())
+
+
+def test_large_reservations_and_refusals_are_the_shared_limiters_answer(clock):
+    limits = RateLimits(tokens_per_minute=1000)
+
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        await local.admit("k", limits)
+        calls = len(shared.calls)
+        assert (await local.reserve("k", limits, 50)).allowed and len(shared.calls) == calls  # under the margin
+        big = await local.reserve("k", limits, 500)  # more than the margin (100): asked
+        assert big.allowed and len(shared.calls) > calls
+        refused = await local.reserve("k", limits, 5000)
+        assert not refused.allowed and "over the limit of 1,000" in refused.detail
+    asyncio.run(scenario())
+
+
+def test_an_old_view_is_not_trusted(clock):
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        await local.admit("k", ROOMY)
+        await local.admit("k", ROOMY)
+        await settle()
+        calls = len(shared.calls)
+        clock.now += VIEW_TTL_S + 0.1
+        await local.admit("k", ROOMY)
+        assert shared.calls[calls:] == [["admit"]]
+    asyncio.run(scenario())
+
+
+def test_keys_without_limits_cost_no_call(clock):
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        decision = await local.admit("k", RateLimits())
+        assert decision.allowed and decision.lease is None
+        assert (await local.reserve("k", RateLimits(), 100)).allowed
+        await local.charge("k", RateLimits(), {}, 0.0, None)
+        await settle()
+        assert shared.calls == []
+    asyncio.run(scenario())
+
+
+def test_a_request_cancelled_while_asking_gives_its_place_back(clock):
+    limits = RateLimits(max_concurrent_requests=2)
+
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        asking = asyncio.ensure_future(local.admit("k", limits))
+        await asyncio.sleep(0.001)  # sent, not answered
+        asking.cancel()
+        await settle()
+        assert shared.limiter.in_flight("k") == 0
+    asyncio.run(scenario())
+
+
+def test_an_unavailable_shared_limiter_is_a_503_for_askers_and_never_hangs(clock):
+    async def scenario():
+        shared = Shared(clock)
+        shared.down = True
+        local = LocalAdmission(shared, clock)
+        with pytest.raises(ServiceUnavailable):
+            await asyncio.wait_for(local.admit("k", ROOMY), 1)
+        shared.down = False
+        assert (await local.admit("k", ROOMY)).allowed
+    asyncio.run(scenario())
