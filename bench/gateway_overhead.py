@@ -12,6 +12,7 @@ Variants (`--variants`) run in turns, level by level, repeat by repeat, so each 
   interval=<ms>        the model replica merges engine steps for <ms> after the first token (0: every step)
   items=<n>|none       stream_items_per_s: the interval grows with the streams in flight (none: fixed)
   no-access-log        Serve's own per-request access lines off (tried: no gain, not shipped)
+  exact-limits         every request asks the shared rate limiter first (ingress.local_admission: false)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
   a+b                  both (e.g. items=none+env:RAY_SERVE_ENABLE_HA_PROXY=1)
 
@@ -42,7 +43,7 @@ ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::Serv
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
-def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = True):
+def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = True, local_admission: bool = True):
     """The synthetic model alone, with `pacing` (stream_interval_ms, stream_items_per_s) over the shipped ones."""
 
     def tweak(config: dict) -> None:
@@ -56,7 +57,8 @@ def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = 
                            "ray_actor_options": {"num_cpus": 0}}}]
         args["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000,
                                "max_concurrent_requests": 10_000}
-        args["ingress"] = {"deployment": {"num_replicas": 1, "max_ongoing_requests": 2048}}
+        args["ingress"] = {"deployment": {"num_replicas": 1, "max_ongoing_requests": 2048},
+                           "local_admission": local_admission}
     return tweak
 
 
@@ -136,20 +138,24 @@ def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: floa
             "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
 
 
-def parse_variant(name: str) -> tuple[dict, dict[str, str | None], bool]:
+def parse_variant(name: str) -> tuple[dict, dict[str, str | None], bool, bool]:
     """`default` (the shipped settings), or parts joined by `+`: `before`, `interval=<ms>`, `items=<n>|none`,
-    `no-access-log`, `env:<NAME>=<value>`. The env maps a name to None to unset it (Ray's default)."""
+    `no-access-log`, `exact-limits`, `env:<NAME>=<value>`. The env maps a name to None to unset it (Ray's
+    default). Returns pacing, env, access log on, local admission on."""
     pacing: dict = {}
     env: dict[str, str | None] = {}
-    access_log = True
+    access_log = local_admission = True
     for part in name.split("+"):
         if part == "default":
             continue
         if part == "no-access-log":
             access_log = False
+        elif part == "exact-limits":
+            local_admission = False
         elif part == "before":
             pacing["stream_interval_ms"] = 0
             env.update(dict.fromkeys(SERVE_ENV))
+            local_admission = False
         elif part.startswith("interval="):
             pacing["stream_interval_ms"] = float(part.split("=", 1)[1])
         elif part.startswith("items="):
@@ -160,7 +166,7 @@ def parse_variant(name: str) -> tuple[dict, dict[str, str | None], bool]:
             env[key] = value
         else:
             raise SystemExit(f"unknown variant part {part!r}")
-    return pacing, env, access_log
+    return pacing, env, access_log, local_admission
 
 
 def main() -> None:
@@ -180,9 +186,9 @@ def main() -> None:
         os.environ["ENDPOINT_STATE_DIR"] = work
         servers = {}
         for name in variants:
-            pacing, env, access_log = parse_variant(name)
+            pacing, env, access_log, local_admission = parse_variant(name)
             server = ServeRun([KEY], Path(work) / f"serve-{len(servers)}.log",
-                              tweak=synthetic_config(args.rate, args.tokens, pacing, access_log))
+                              tweak=synthetic_config(args.rate, args.tokens, pacing, access_log, local_admission))
             for key, value in env.items():
                 if value is None:
                     server.env.pop(key, None)

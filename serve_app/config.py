@@ -303,6 +303,10 @@ class IngressConfig(_Strict):
     """Ray Serve options for the gateway deployment (CPU only)."""
 
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+    local_admission: bool = Field(
+        True, description="Each gateway replica admits a key on its own while the key is far from its limits "
+                          "(exact for one replica, within a tenth of a limit per extra replica); false asks the "
+                          "shared rate limiter before every request.")
 
 
 class AppArgs(_Strict):

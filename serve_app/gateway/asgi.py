@@ -167,9 +167,10 @@ def build_gateway(args: AppArgs, keys: list[APIKey], backends: dict[str, Any], l
                   behind_serve_proxy: bool = False, wake_runner: Callable[[], Awaitable[None]] | None = None,
                   batch_caller: bool = False) -> Starlette:
     """The one way the gateway is assembled: by the ingress replica under Serve, by the batch runner, and
-    in-process for tests. `limiter`: the shared one, asked through this replica's LocalAdmission."""
+    in-process for tests. `limiter`: the shared one, asked through this replica's LocalAdmission unless the
+    config wants every request asked."""
     registry = ModelRegistry.from_config(args.models, backends, args.limits, status)
-    return create_asgi_app(registry, KeyStore(keys, args.rate_limits, args.budgets), args.limits,
-                           LocalAdmission(limiter), metrics,
+    admission = LocalAdmission(limiter) if args.ingress.local_admission else limiter
+    return create_asgi_app(registry, KeyStore(keys, args.rate_limits, args.budgets), args.limits, admission, metrics,
                            behind_serve_proxy, state=state or State.open(args.state), wake_runner=wake_runner,
                            batch_caller=batch_caller)
