@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 VIEW_TTL_S = 2.0  # an older view may miss what other replicas took: ask the shared limiter instead
 MIN_MARGIN = 8
+REPORT_DELAY_S = 0.01  # reports wait this long for others to share their call; an ask never waits
 UNLIMITED = RateLimits()
 
 
@@ -104,6 +105,7 @@ class LocalAdmission:
     _views: dict[str, _View] = field(default_factory=dict)
     _queue: list[tuple[tuple, asyncio.Future | None]] = field(default_factory=list)  # (op, who waits for it)
     _sender: asyncio.Task | None = None
+    _timer: asyncio.TimerHandle | None = None
 
     async def admit(self, key: str, limits: RateLimits) -> Decision:
         if limits == UNLIMITED:
@@ -141,12 +143,27 @@ class LocalAdmission:
         return await waiter
 
     def _send(self, op: tuple, waiter: asyncio.Future | None = None) -> None:
+        """An ask goes at once (with every report before it); reports alone wait up to REPORT_DELAY_S, so a
+        burst's reports share a call."""
         self._queue.append((op, waiter))
+        if self._sender is not None and not self._sender.done():
+            return  # the batch on its way is answered first, then the queue goes
+        loop = asyncio.get_running_loop()
+        if waiter is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._sender = loop.create_task(self._send_batches())
+        elif self._timer is None:
+            self._timer = loop.call_later(REPORT_DELAY_S, self._start_sender)
+
+    def _start_sender(self) -> None:
+        self._timer = None
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_batches())
 
     async def _send_batches(self) -> None:
-        await asyncio.sleep(0)  # what the same burst admits goes in the same call
+        await asyncio.sleep(0)  # asks of the same loop turn go in the same call
         while self._queue:
             batch, self._queue = self._queue, []
             try:

@@ -195,3 +195,24 @@ def test_an_unavailable_shared_limiter_is_a_503_for_askers_and_never_hangs(clock
         shared.down = False
         assert (await local.admit("k", ROOMY)).allowed
     asyncio.run(scenario())
+
+
+def test_the_reports_of_a_burst_share_one_call_and_an_ask_does_not_wait_for_them(clock):
+    limits = RateLimits(requests_per_minute=6000)  # room for more than 10 unreported
+
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        await local.admit("k", limits)
+        for _ in range(10):
+            await local.admit("k", limits)
+            await asyncio.sleep(0)  # each arrival its own loop turn
+        await settle()
+        assert shared.calls[1:] == [["admit!"] * 10]
+        await local.admit("k", limits)  # a report waits for company...
+        clock.now += VIEW_TTL_S + 0.1
+        asked = asyncio.get_running_loop().time()
+        await local.admit("k", limits)  # ...an ask does not, and takes it along
+        assert asyncio.get_running_loop().time() - asked < 0.009
+        assert shared.calls[-1] == ["admit!", "admit"]
+    asyncio.run(scenario())
