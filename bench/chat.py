@@ -6,7 +6,8 @@ Targets (any subset, measured one after another in the same run):
   gateway-replicas=N  the chat model alone behind the gateway, fixed at N replicas (no autoscaling), its own
                       `serve run` (alone: with every CPU-default model up, a second chat replica does not fit
                       in the 2 CPUs Ray sees on this box)
-  gateway-replicas=N-threads=T   the same with torch_threads T in each replica (and/or -wait=MS: batch_wait_ms)
+  gateway-replicas=N-threads=T   the same with torch_threads T in each replica (and/or -wait=MS: batch_wait_ms,
+                      -exact: every request asks the shared rate limiter first, ingress.local_admission false)
   url                 any OpenAI-compatible endpoint given by --url/--api-key/--model
   inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
   inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
@@ -193,9 +194,10 @@ def main() -> None:
                 replicas = int(fields["replicas"]) if "replicas" in fields else None
                 threads = int(fields["threads"]) if "threads" in fields else None
                 wait = float(fields["wait"]) if "wait" in fields else None
+                exact = "exact" in target.split("-")
                 log = Path(tempfile.mkdtemp()) / "serve.log"
                 server = ServeRun([args.api_key], log, Path(args.config),
-                                  tweak=gateway_config(args.model, replicas, threads, wait))
+                                  tweak=gateway_config(args.model, replicas, threads, wait, exact))
                 args.gateways[target] = stack.enter_context(server).url
         rows = asyncio.run(measure(args, levels))
     del args.gateways
@@ -208,11 +210,14 @@ def main() -> None:
     report(args, rows, comparisons)
 
 
-def gateway_config(model_id: str, replicas: int | None, threads: int | None = None, wait_ms: float | None = None):
+def gateway_config(model_id: str, replicas: int | None, threads: int | None = None, wait_ms: float | None = None,
+                   exact_limits: bool = False):
     """The shipped config without the response cache for the benched model (seeded requests repeat); with
     `replicas`, that model alone at a fixed count (no autoscaling)."""
     def tweak(config: dict) -> None:
         args = config["applications"][0]["args"]
+        if exact_limits:
+            args.setdefault("ingress", {})["local_admission"] = False
         model = next(m for m in args["models"] if m["id"] == model_id)
         model.pop("response_cache", None)
         if replicas is not None:
