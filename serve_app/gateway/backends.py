@@ -138,5 +138,5 @@ class LimiterBackend:
         except ServiceUnavailable:  # the answer has been sent: record the loss, never fail the response
             log.warning("usage of key %s not charged (rate limiter unavailable): %s", key, amounts)
 
-    async def apply(self, ops: list[tuple]) -> list[Decision | None]:
+    async def apply(self, ops: list[tuple]) -> list[Decision]:
         return await self._ask("apply", ops)

@@ -12,7 +12,8 @@ younger than VIEW_TTL_S, or past `margin` unreported requests, it asks first, ex
 
 What that costs in exactness: a replica reports at most `margin` requests (or tokens) late and only admits with
 more than that left, so one replica never passes a limit; R replicas admitting a key at the same moment can pass
-it by at most (R - 1) x margin. Charges (usage, released places) go the same batched way, after the response.
+it by at most (R - 1) x margin. Charges (usage, released places) count in the view at once and are sent at once
+(with whatever is queued), as before: the client's next request may reach another replica right after.
 """
 
 from __future__ import annotations
@@ -50,48 +51,62 @@ class _View:
     room: dict[str, float]  # dimension -> what was left
     in_flight: int | None
     at: float
-    unreported_requests: int = 0
-    unreported_tokens: int = 0
+    unreported: dict[str, float] = field(default_factory=dict)  # dimension -> taken, not yet reported
+    unreported_admits: int = 0  # requests admitted here and not yet reported (the key's places)
 
     def fresh(self, limits: RateLimits, now: float) -> bool:
         return self.limits == limits and now - self.at < VIEW_TTL_S
 
+    def left(self, dimension: str) -> float:
+        return self.room.get(dimension, 0.0) - self.unreported.get(dimension, 0.0)
+
+    def count(self, amounts: dict[str, float], admits: int, sign: int = 1) -> None:
+        for dimension, amount in amounts.items():
+            self.unreported[dimension] = self.unreported.get(dimension, 0.0) + sign * amount
+        self.unreported_admits += sign * admits
+
+    def learn(self, decision: Decision, now: float) -> None:
+        self.room, self.in_flight, self.at = decision.room, decision.in_flight, now
+
     def can_admit(self) -> bool:
         for dimension, (field_name, _, _) in DIMENSIONS.items():
             limit = getattr(self.limits, field_name)
-            if limit is None:
-                continue
-            left = self.room.get(dimension, 0.0)
-            if dimension == "requests":
-                left -= self.unreported_requests + 1
-            elif dimension == "tokens":
-                left -= self.unreported_tokens
-            if left < margin(limit):
+            need = 1 if dimension == "requests" else 0
+            if limit is not None and self.left(dimension) - need < margin(limit):
                 return False
         cap = self.limits.max_concurrent_requests
         if cap is not None:
-            running = (self.in_flight if self.in_flight is not None else cap) + self.unreported_requests
+            running = (self.in_flight if self.in_flight is not None else cap) + self.unreported_admits
             if cap - running - 1 < margin(cap):
                 return False
         counted = [limit for limit in (self.limits.requests_per_minute, cap) if limit is not None]
-        return not counted or self.unreported_requests < min(margin(limit) for limit in counted)
+        return not counted or self.unreported_admits < min(margin(limit) for limit in counted)
 
     def can_reserve(self, tokens: int) -> bool:
         limit = self.limits.tokens_per_minute
-        left = self.room.get("tokens", 0.0) - self.unreported_tokens - tokens
-        return limit is not None and left >= margin(limit) and self.unreported_tokens + tokens < margin(limit)
+        return (limit is not None and self.left("tokens") - tokens >= margin(limit)
+                and self.unreported.get("tokens", 0.0) + tokens < margin(limit))
 
     def decision(self, lease: str | None) -> Decision:
         """What the shared limiter would have answered, for the x-ratelimit-* headers."""
         state = {}
         for dimension, (field_name, suffix, _) in DIMENSIONS.items():
             limit = getattr(self.limits, field_name)
-            if limit is None or suffix is None:
-                continue
-            taken = self.unreported_requests if dimension == "requests" else self.unreported_tokens
-            level = self.room.get(dimension, 0.0) - taken
-            state[suffix] = (limit, max(0, math.floor(level)), max(0.0, (limit - level) * 60.0 / limit))
+            if limit is not None and suffix is not None:
+                level = self.left(dimension)
+                state[suffix] = (limit, max(0, math.floor(level)), max(0.0, (limit - level) * 60.0 / limit))
         return Decision(True, state=state, lease=lease)
+
+
+def _taken(op: tuple) -> tuple[dict[str, float], int]:
+    """What an op takes from each dimension once the shared limiter has it, and the places it holds."""
+    name = op[0]
+    if name == "admit":
+        return {"requests": 1.0}, 1
+    if name == "reserve":
+        return {"tokens": float(op[3])}, 0
+    amounts, reserved = op[3], op[4]  # a charge: the usage, less what was reserved
+    return {**amounts, "tokens": amounts.get("tokens", 0.0) - reserved}, 0
 
 
 @dataclass
@@ -113,8 +128,7 @@ class LocalAdmission:
         lease = uuid.uuid4().hex if limits.max_concurrent_requests is not None else None
         view = self._view(key, limits)
         if view is not None and view.can_admit():
-            view.unreported_requests += 1
-            self._send(("admit", key, limits, lease, True))
+            self._report(view, ("admit", key, limits, lease, True))
             return view.decision(lease)
         return await self._ask(("admit", key, limits, lease, False))
 
@@ -123,15 +137,18 @@ class LocalAdmission:
             return Decision(True)  # nothing to hold: no call
         view = self._view(key, limits)
         if view is not None and view.can_reserve(tokens):
-            view.unreported_tokens += tokens
-            self._send(("reserve", key, limits, tokens, True))
+            self._report(view, ("reserve", key, limits, tokens, True))
             return view.decision(None)
         return await self._ask(("reserve", key, limits, tokens, False))
 
     async def charge(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
                      lease: str | None = None) -> None:
+        """Sent at once, not batched: the client may send its next request, to another replica, the moment
+        this one's answer ends."""
         if amounts or reserved_tokens or lease:
-            self._send(("charge", key, limits, amounts, reserved_tokens, lease))
+            view = self._views.get(key)
+            self._report(view if view is not None and view.limits == limits else None,
+                         ("charge", key, limits, amounts, reserved_tokens, lease), at_once=True)
 
     def _view(self, key: str, limits: RateLimits) -> _View | None:
         view = self._views.get(key)
@@ -139,17 +156,22 @@ class LocalAdmission:
 
     async def _ask(self, op: tuple) -> Decision:
         waiter = asyncio.get_running_loop().create_future()
-        self._send(op, waiter)
+        self._queue.append((op, None, waiter))
+        self._start(at_once=True)
         return await waiter
 
-    def _send(self, op: tuple, waiter: asyncio.Future | None = None) -> None:
-        """An ask goes at once (with every report before it); reports alone wait up to REPORT_DELAY_S, so a
-        burst's reports share a call."""
-        self._queue.append((op, waiter))
+    def _report(self, view: _View | None, op: tuple, at_once: bool = False) -> None:
+        """Counted in the view now, sent later (up to REPORT_DELAY_S later, so a burst's reports share a call)."""
+        if view is not None:
+            view.count(*_taken(op))
+        self._queue.append((op, view, None))
+        self._start(at_once)
+
+    def _start(self, at_once: bool) -> None:
         if self._sender is not None and not self._sender.done():
             return  # the batch on its way is answered first, then the queue goes
         loop = asyncio.get_running_loop()
-        if waiter is not None:
+        if at_once:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -167,15 +189,18 @@ class LocalAdmission:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                answers = await self.shared.apply([op for op, _ in batch])
+                answers = await self.shared.apply([op for op, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - a waiter must never hang: exact askers get a 503
                 log.warning("%d rate-limit calls failed: %r", len(batch), exc)
                 error = exc if isinstance(exc, APIError) else ServiceUnavailable(
                     "The rate limiter is not answering; please retry shortly.", code="rate_limiter_unavailable",
                     headers={"Retry-After": "2"})
                 answers = [error] * len(batch)
-            for (op, waiter), answer in zip(batch, answers, strict=True):
-                self._settle(op, answer)
+            for (op, counted_in, waiter), answer in zip(batch, answers, strict=True):
+                if counted_in is not None:  # reported now: the shared limiter's answer includes it
+                    counted_in.count(*_taken(op), sign=-1)
+                if isinstance(answer, Decision):
+                    self._learn(op[1], op[2], answer)
                 if waiter is None:
                     continue
                 if waiter.done():  # its request was cancelled meanwhile: give back what it was granted
@@ -185,24 +210,18 @@ class LocalAdmission:
                 else:
                     waiter.set_result(answer)
 
-    def _settle(self, op: tuple, answer: Decision | Exception | None) -> None:
-        """The view learns the shared limiter's answer, and no longer counts a report it has had."""
-        name, key, limits = op[:3]
+    def _learn(self, key: str, limits: RateLimits, answer: Decision) -> None:
         view = self._views.get(key)
-        if view is not None and view.limits == limits and name in ("admit", "reserve") and op[4]:
-            if name == "admit":
-                view.unreported_requests -= 1
-            else:
-                view.unreported_tokens -= op[3]
-        if isinstance(answer, Decision):
-            kept = (view.unreported_requests, view.unreported_tokens) if view and view.limits == limits else (0, 0)
-            self._views[key] = _View(limits, answer.room, answer.in_flight, self.clock(), *kept)
+        if view is not None and view.limits == limits:
+            view.learn(answer, self.clock())
+        else:
+            self._views[key] = _View(limits, answer.room, answer.in_flight, self.clock())
 
-    def _give_back(self, op: tuple, answer: Decision | Exception | None) -> None:
+    def _give_back(self, op: tuple, answer: Decision | Exception) -> None:
         if not isinstance(answer, Decision) or not answer.allowed:
             return
         name, key, limits = op[:3]
         if name == "admit" and answer.lease:
-            self._send(("charge", key, limits, {}, 0.0, answer.lease))
+            self._report(None, ("charge", key, limits, {}, 0.0, answer.lease), at_once=True)
         elif name == "reserve":
-            self._send(("charge", key, limits, {}, float(op[3]), None))
+            self._report(None, ("charge", key, limits, {}, float(op[3]), None), at_once=True)

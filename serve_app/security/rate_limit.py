@@ -106,14 +106,18 @@ class RateLimiter:
         bucket.level -= tokens
         return self._decision(True, buckets)
 
-    def apply(self, ops: list[tuple]) -> list[Decision | None]:
+    def apply(self, ops: list[tuple]) -> list[Decision]:
         """Several calls in one, in order: each op is (method name, *its arguments)."""
         methods = {"admit": self.admit, "reserve": self.reserve, "charge": self._charge_op}
         return [methods[name](*args) for name, *args in ops]
 
     def _charge_op(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float = 0.0,
-                   lease: str | None = None) -> None:
+                   lease: str | None = None) -> Decision:
+        """A charge, answered with what is left afterwards (for LocalAdmission's view)."""
         self.charge(key, limits, reserved_tokens, lease, **amounts)
+        now = self._clock()
+        leases = self._live_leases(key, now) if limits.max_concurrent_requests is not None else None
+        return self._decision(True, self._buckets_for(key, limits, now), leases=leases)
 
     def charge(self, key: str, limits: RateLimits, reserved_tokens: float = 0.0, lease: str | None = None,
                **amounts: float) -> None:
@@ -201,7 +205,7 @@ class SharedLimiter(Limiter, Protocol):
 
     async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision: ...
 
-    async def apply(self, ops: list[tuple]) -> list[Decision | None]: ...
+    async def apply(self, ops: list[tuple]) -> list[Decision]: ...
 
 
 # One replica on purpose: it is the single place every gateway replica's rate limits are counted.
@@ -224,5 +228,5 @@ class RateLimiterServer:
                      lease: str | None = None) -> None:
         self.limiter.charge(key, limits, reserved_tokens, lease, **amounts)
 
-    async def apply(self, ops: list[tuple]) -> list[Decision | None]:
+    async def apply(self, ops: list[tuple]) -> list[Decision]:
         return self.limiter.apply(ops)

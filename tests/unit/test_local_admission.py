@@ -216,3 +216,22 @@ def test_the_reports_of_a_burst_share_one_call_and_an_ask_does_not_wait_for_them
         assert asyncio.get_running_loop().time() - asked < 0.009
         assert shared.calls[-1] == ["admit!", "admit"]
     asyncio.run(scenario())
+
+
+def test_usage_charged_counts_at_once_in_the_view_and_reaches_the_shared_limiter_at_once(clock):
+    limits = RateLimits(audio_seconds_per_minute=8)  # margin 8: decided locally only while the budget is full
+
+    async def scenario():
+        shared = Shared(clock)
+        local = LocalAdmission(shared, clock)
+        codes = []
+        for _ in range(3):
+            decision = await local.admit("k", limits)
+            codes.append(decision.allowed)
+            if decision.allowed:
+                await local.charge("k", limits, {"audio_seconds": 5.0}, 0.0, decision.lease)
+                assert shared.calls[-1][-1] != "charge"  # not sent yet...
+                await asyncio.sleep(0.003)  # ...but within a round trip, unbatched
+                assert "charge" in shared.calls[-1]
+        assert codes == [True, True, False]  # admitted while above zero: 8 -> 3 -> -2
+    asyncio.run(scenario())
