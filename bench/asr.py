@@ -22,15 +22,17 @@ from pathlib import Path
 
 import httpx
 
+from deployments.audio_chunks import planned_chunk_seconds
 from tests.support.media import convert, long_text, speech_wav, word_error_rate
-from tests.support.models import REPO, SPEECH_MODEL
+from tests.support.models import CPU_CONFIG, REPO, SPEECH_MODEL
 from tests.support.servers import ServeRun
 
 KEY = "asr-bench"
 MODEL = SPEECH_MODEL
 
 
-def speech_only(replicas: int, chunk_seconds: float):
+def speech_only(replicas: int, chunk_seconds: float | None):
+    """The speech model alone at `replicas` replicas of one core, with the shipped chunk length unless given."""
     def tweak(config: dict) -> None:
         args = config["applications"][0]["args"]
         args["models"] = [m for m in args["models"] if m["kind"] == "speech"]
@@ -38,8 +40,17 @@ def speech_only(replicas: int, chunk_seconds: float):
         speech["deployment"].pop("autoscaling_config", None)
         speech["deployment"]["num_replicas"] = replicas
         speech["engine_options"]["cpu_threads"] = 1
-        speech["splitting"] = {"chunk_seconds": chunk_seconds}
+        if chunk_seconds is not None:
+            speech.setdefault("splitting", {})["chunk_seconds"] = chunk_seconds
     return tweak
+
+
+def shipped_chunk_seconds() -> float:
+    import yaml
+
+    config = yaml.safe_load(CPU_CONFIG.read_text())
+    speech = next(m for m in config["applications"][0]["args"]["models"] if m["id"] == MODEL)
+    return float(speech["splitting"]["chunk_seconds"])
 
 
 def audio_seconds(path: Path) -> float:
@@ -80,9 +91,11 @@ def inprocess_seconds(audio: Path, repeats: int, threads: int) -> tuple[float, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chunk-seconds", type=float, default=120)
+    parser.add_argument("--chunk-seconds", type=float, help="chunk target (default: the shipped config's)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "asr.json"))
     args = parser.parse_args()
+    if args.chunk_seconds is None:
+        args.chunk_seconds = shipped_chunk_seconds()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     work = Path(tempfile.mkdtemp())
     short_text, long_text_ = long_text(150, seed=3), long_text(1630)
@@ -105,14 +118,17 @@ def main() -> None:
         time.sleep(3)
 
     one, two = results["endpoint_1_replica"], results["endpoint_2_replica"]
-    chunks_4h = math.ceil(4 * 3600 / args.chunk_seconds)
-    per_chunk = one["long_s"] / math.ceil(long_s / args.chunk_seconds)  # one replica, chunks one after another
+    per_audio_s = one["long_s"] / long_s  # one replica, its chunks one after another
+    hours4 = 4 * 3600
     results["ratios"] = {
         "endpoint_vs_inprocess_speed_short": inproc_short / one["short_s"],
         "two_vs_one_replica_speedup_long": one["long_s"] / two["long_s"],
     }
-    results["projection_4h"] = {f"{n}_replicas_min": math.ceil(chunks_4h / n) * per_chunk / 60
-                                for n in (1, 2, 8, 16, 48)}
+    results["projection_4h"] = {}
+    for n in (1, 2, 8, 16, 48):  # the coordinator's plan for 4 hours on n replicas: full rounds of even chunks
+        chunk = planned_chunk_seconds(hours4, args.chunk_seconds, n)
+        rounds = math.ceil(round(hours4 / chunk) / n)
+        results["projection_4h"][f"{n}_replicas_min"] = rounds * chunk * per_audio_s / 60
 
     print(f"\n{'run':<26} {'short s':>8} {'RTF':>6} {'10-min s':>9} {'RTF':>6} {'WER':>6}")
     for name, row in (("in-process (1 core)", results["inprocess"]), ("endpoint, 1 replica", one),
@@ -121,7 +137,7 @@ def main() -> None:
               f"{row['long_s'] / long_s:>6.3f} {row['long_wer']:>6.3f}")
     for key, value in results["ratios"].items():
         print(f"{key}: {value:.2f}x")
-    print(f"per {args.chunk_seconds:.0f}-s chunk on one replica: {per_chunk:.1f} s; 4 h = {chunks_4h} chunks -> "
+    print(f"chunk target {args.chunk_seconds:.0f} s; one replica {per_audio_s:.3f} s per audio second; 4 h -> "
           + ", ".join(f"{k.split('_')[0]} replicas: {v:.0f} min" for k, v in results["projection_4h"].items()))
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"saved {args.out}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from serve_app.errors import InvalidRequest
 from serve_app.protocol.audio import sniff_audio
 
 SAMPLE_RATE = 16_000
+SEARCH_SECONDS = 20.0  # a chunk ends in the longest pause this far past its target length
+MIN_CHUNK_SECONDS = 60.0
 _DECODE_ERROR = "The audio file could not be decoded; it may be corrupt or truncated."
 # FFmpeg's demuxer for each container sniff_audio recognises.
 DEMUXERS = {"wav": "wav", "mp3": "mp3", "mp4": "mp4", "webm": "matroska", "ogg": "ogg", "flac": "flac",
@@ -150,7 +153,19 @@ def _require_audio(container) -> None:
         raise InvalidRequest("The file contains no audio stream.", param="file")
 
 
-def iter_chunks(audio: bytes, chunk_seconds: float, max_seconds: float, search_seconds: float = 20.0,
+def planned_chunk_seconds(total_seconds: float, target_seconds: float, replicas: int) -> float:
+    """The chunk length for one file: as few chunks as `target_seconds` allows (each chunk decodes from a fresh
+    context, which costs time and accuracy), of even length, and a multiple of the replicas that can take them,
+    so the last round over them is full. A 12-minute file with a 300-s target on 2 replicas: 4 chunks of 180 s
+    in 2 full rounds, not 300 + 300 + 120 in 2 rounds of which the second leaves a replica idle."""
+    count = max(1, math.ceil(total_seconds / (target_seconds + SEARCH_SECONDS)))
+    if count > 1 and replicas > 1:
+        count = math.ceil(count / replicas) * replicas
+    count = min(count, max(1, int(total_seconds // MIN_CHUNK_SECONDS)))
+    return target_seconds if count == 1 else total_seconds / count
+
+
+def iter_chunks(audio: bytes, chunk_seconds: float, max_seconds: float, search_seconds: float = SEARCH_SECONDS,
                 budget: DecodeBudget | None = None) -> Iterator[AudioChunk]:
     """Yield consecutive chunks of about `chunk_seconds`, each ending in the longest pause found within
     `search_seconds` of its target end. Raises InvalidRequest for undecodable input or audio over `max_seconds`

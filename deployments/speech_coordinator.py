@@ -13,8 +13,8 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.audio_chunks import DecodeBudget, Probe, iter_chunks, probe
-from serve_app.config import ModelConfig
+from deployments.audio_chunks import DecodeBudget, Probe, iter_chunks, planned_chunk_seconds, probe
+from serve_app.config import DeploymentOptions, ModelConfig
 from serve_app.contract import ChunkTranscript, Transcription
 from serve_app.errors import InvalidRequest, model_overloaded, model_unavailable
 from serve_app.protocol.audio import TranscriptionRequest
@@ -56,6 +56,7 @@ class SpeechCoordinator:
     def __init__(self, config: dict, workers: SpeechWorkers) -> None:
         self.config = ModelConfig.model_validate(config)
         self.splitting = self.config.splitting
+        self.replicas = most_replicas(self.config.deployment)  # chunks are planned to fill rounds over them
         # Under Serve the workers arrive as a handle; in-process (tests) as the replica object itself.
         self.workers = (SpeechWorkersHandle(workers, self.config.id) if isinstance(workers, DeploymentHandle)
                         else workers)
@@ -68,7 +69,8 @@ class SpeechCoordinator:
         limit = self.splitting.max_audio_seconds
         budget = DecodeBudget(self.splitting.max_decode_seconds)
         header = await asyncio.to_thread(probe, audio, limit, budget)  # over the cap: refused before any work
-        chunks = iter_chunks(audio, self.splitting.chunk_seconds, limit, budget=budget)
+        chunk_seconds = planned_chunk_seconds(header.seconds, self.splitting.chunk_seconds, self.replicas)
+        chunks = iter_chunks(audio, chunk_seconds, limit, budget=budget)
         pending: collections.deque[asyncio.Future] = collections.deque()
         decoded = 0.0
         try:
@@ -101,6 +103,13 @@ class SpeechCoordinator:
 
     async def check_health(self) -> None:
         return None
+
+
+def most_replicas(options: DeploymentOptions) -> int:
+    """The speech replicas a file's chunks can spread over: the fixed count, or what autoscaling may reach."""
+    if isinstance(options.num_replicas, int):
+        return options.num_replicas
+    return int((options.autoscaling_config or {}).get("max_replicas", 1))
 
 
 def _check_complete(header: Probe, decoded: float) -> None:

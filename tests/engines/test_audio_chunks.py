@@ -105,3 +105,45 @@ def test_a_damaged_packet_midway_does_not_end_decoding(sentence_wav):
     data[middle:middle + 400] = bytes(400)  # a few frames of zeros
     whole = decoded_seconds(ffmpeg_mp3(sentence_wav, "-b:a", "64k"))
     assert decoded_seconds(bytes(data)) > 0.8 * whole
+
+
+@pytest.mark.parametrize("total, target, replicas, chunks", [
+    (606, 300, 1, 2),  # the slack a cut may take (20 s) keeps a 10.1-minute file in 2 chunks, as before
+    (606, 300, 2, 2),
+    (720, 300, 1, 3),  # 3 even chunks of 240 s, not 300 + 300 + 120
+    (720, 300, 2, 4),  # 2 full rounds of 180 s over 2 replicas
+    (606, 120, 2, 6),
+    (14400, 300, 8, 48),
+    (130, 60, 4, 2),  # never under a minute a chunk
+])
+def test_chunk_plans_are_even_and_fill_every_round_over_the_replicas(total, target, replicas, chunks):
+    from deployments.audio_chunks import planned_chunk_seconds
+
+    assert planned_chunk_seconds(total, target, replicas) == pytest.approx(total / chunks)
+
+
+def test_a_file_shorter_than_one_chunk_is_not_split_for_more_replicas():
+    from deployments.audio_chunks import planned_chunk_seconds
+
+    assert planned_chunk_seconds(200, 300, 4) == 300
+
+
+def test_a_planned_length_cuts_the_file_into_that_many_chunks(three_minutes):
+    from deployments.audio_chunks import planned_chunk_seconds
+
+    seconds = probe(three_minutes, 3600, DecodeBudget(60)).seconds  # 165 s
+    assert len(list(iter_chunks(three_minutes, 60, max_seconds=3600))) == 3  # cut at the target: a short tail
+    chunks = list(iter_chunks(three_minutes, planned_chunk_seconds(seconds, 60, 2), max_seconds=3600))
+    assert len(chunks) == 2 and min(c.seconds for c in chunks) > 60  # one round over 2 replicas, no tail
+
+
+@pytest.mark.parametrize("options, replicas", [
+    ({"num_replicas": 3}, 3),
+    ({"autoscaling_config": {"min_replicas": 1, "max_replicas": 4}}, 4),
+    ({}, 1),
+])
+def test_the_coordinator_plans_for_the_replicas_its_workers_can_reach(options, replicas):
+    from deployments.speech_coordinator import most_replicas
+    from serve_app.config import DeploymentOptions
+
+    assert most_replicas(DeploymentOptions(**options)) == replicas
