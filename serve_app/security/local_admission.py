@@ -7,8 +7,9 @@ burst of N requests queued N of each (bench/RESULTS.md, "Local admission").
 So each gateway replica keeps a view of each key: what the shared limiter last said was left in every limited
 dimension and how many of the key's requests were running. While each has more than its margin left (a tenth
 of the limit, at least 8), the replica admits and reserves on its own and reports afterwards: forced (counted,
-never refused), with everything else reported at that moment in one `apply` call. Near a limit, with no view
-younger than VIEW_TTL_S, or past `margin` unreported requests, it asks first, exactly as before.
+never refused), after up to REPORT_DELAY_S so that a burst's reports share one `apply` call. Near a limit, with
+no view younger than VIEW_TTL_S, or past `margin` unreported requests, it asks first and waits for the answer,
+exact as before: asks go at once, behind every report still queued, so the answer counts them.
 
 What that costs in exactness: a replica reports at most `margin` requests (or tokens) late and only admits with
 more than that left, so one replica never passes a limit; R replicas admitting a key at the same moment can pass

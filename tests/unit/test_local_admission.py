@@ -45,14 +45,23 @@ def clock():
     return Clock()
 
 
+@pytest.fixture
+def shared(clock):
+    return Shared(clock)
+
+
+@pytest.fixture
+def local(shared, clock):
+    """One gateway replica's admission in front of the shared limiter."""
+    return LocalAdmission(shared, clock)
+
+
 def settle() -> asyncio.Future:
     return asyncio.sleep(0.05)  # long enough for every report to reach the shared limiter
 
 
-def test_far_from_its_limits_a_key_is_admitted_and_reserved_without_a_round_trip(clock):
+def test_far_from_its_limits_a_key_is_admitted_and_reserved_without_a_round_trip(clock, shared, local):
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         first = await local.admit("k", ROOMY)  # no view yet: asked
         assert first.allowed and shared.calls == [["admit"]]
         decisions = []
@@ -70,20 +79,18 @@ def test_far_from_its_limits_a_key_is_admitted_and_reserved_without_a_round_trip
     asyncio.run(scenario())
 
 
-def test_headers_of_local_admissions_count_down(clock):
+def test_headers_of_local_admissions_count_down(clock, local):
     async def scenario():
-        local = LocalAdmission(Shared(clock), clock)
         remaining = [(await local.admit("k", ROOMY)).state["requests"][1] for _ in range(4)]
         assert remaining == [599, 598, 597, 596]
     asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("burst", [False, True])
-def test_near_a_limit_the_shared_limiter_decides_and_one_replica_never_passes_it(clock, burst):
+def test_near_a_limit_the_shared_limiter_decides_and_one_replica_never_passes_it(clock, burst, local):
     limits = RateLimits(requests_per_minute=30)
 
     async def scenario():
-        local = LocalAdmission(Shared(clock), clock)
         if burst:
             decisions = await asyncio.gather(*(local.admit("k", limits) for _ in range(45)))
         else:
@@ -94,12 +101,10 @@ def test_near_a_limit_the_shared_limiter_decides_and_one_replica_never_passes_it
     asyncio.run(scenario())
 
 
-def test_concurrent_places_stay_exact_for_one_replica_and_come_back_when_charged(clock):
+def test_concurrent_places_stay_exact_for_one_replica_and_come_back_when_charged(clock, shared, local):
     limits = RateLimits(max_concurrent_requests=20)
 
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         await local.admit("k", limits)  # a view to start from
         decisions = await asyncio.gather(*(local.admit("k", limits) for _ in range(30)))
         admitted = [d for d in decisions if d.allowed]
@@ -128,12 +133,10 @@ def test_several_replicas_pass_a_limit_by_at_most_the_margin_each(clock):
     asyncio.run(scenario())
 
 
-def test_large_reservations_and_refusals_are_the_shared_limiters_answer(clock):
+def test_large_reservations_and_refusals_are_the_shared_limiters_answer(clock, shared, local):
     limits = RateLimits(tokens_per_minute=1000)
 
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         await local.admit("k", limits)
         calls = len(shared.calls)
         assert (await local.reserve("k", limits, 50)).allowed and len(shared.calls) == calls  # under the margin
@@ -144,10 +147,8 @@ def test_large_reservations_and_refusals_are_the_shared_limiters_answer(clock):
     asyncio.run(scenario())
 
 
-def test_an_old_view_is_not_trusted(clock):
+def test_an_old_view_is_not_trusted(clock, shared, local):
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         await local.admit("k", ROOMY)
         await local.admit("k", ROOMY)
         await settle()
@@ -158,10 +159,8 @@ def test_an_old_view_is_not_trusted(clock):
     asyncio.run(scenario())
 
 
-def test_keys_without_limits_cost_no_call(clock):
+def test_keys_without_limits_cost_no_call(clock, shared, local):
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         decision = await local.admit("k", RateLimits())
         assert decision.allowed and decision.lease is None
         assert (await local.reserve("k", RateLimits(), 100)).allowed
@@ -171,12 +170,10 @@ def test_keys_without_limits_cost_no_call(clock):
     asyncio.run(scenario())
 
 
-def test_a_request_cancelled_while_asking_gives_its_place_back(clock):
+def test_a_request_cancelled_while_asking_gives_its_place_back(clock, shared, local):
     limits = RateLimits(max_concurrent_requests=2)
 
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         asking = asyncio.ensure_future(local.admit("k", limits))
         await asyncio.sleep(0.001)  # sent, not answered
         asking.cancel()
@@ -197,12 +194,10 @@ def test_an_unavailable_shared_limiter_is_a_503_for_askers_and_never_hangs(clock
     asyncio.run(scenario())
 
 
-def test_the_reports_of_a_burst_share_one_call_and_an_ask_does_not_wait_for_them(clock):
+def test_the_reports_of_a_burst_share_one_call_and_an_ask_does_not_wait_for_them(clock, shared, local):
     limits = RateLimits(requests_per_minute=6000)  # room for more than 10 unreported
 
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         await local.admit("k", limits)
         for _ in range(10):
             await local.admit("k", limits)
@@ -218,12 +213,10 @@ def test_the_reports_of_a_burst_share_one_call_and_an_ask_does_not_wait_for_them
     asyncio.run(scenario())
 
 
-def test_usage_charged_counts_at_once_in_the_view_and_reaches_the_shared_limiter_at_once(clock):
+def test_usage_charged_counts_at_once_in_the_view_and_reaches_the_shared_limiter_at_once(clock, shared, local):
     limits = RateLimits(audio_seconds_per_minute=8)  # margin 8: decided locally only while the budget is full
 
     async def scenario():
-        shared = Shared(clock)
-        local = LocalAdmission(shared, clock)
         codes = []
         for _ in range(3):
             decision = await local.admit("k", limits)
