@@ -24,7 +24,7 @@ import httpx
 
 from deployments.audio_chunks import planned_chunk_seconds
 from tests.support.media import convert, long_text, speech_wav, word_error_rate
-from tests.support.models import CPU_CONFIG, REPO, SPEECH_MODEL
+from tests.support.models import REPO, SPEECH_MODEL, app_args
 from tests.support.servers import ServeRun
 
 KEY = "asr-bench"
@@ -46,10 +46,7 @@ def speech_only(replicas: int, chunk_seconds: float | None):
 
 
 def shipped_chunk_seconds() -> float:
-    import yaml
-
-    config = yaml.safe_load(CPU_CONFIG.read_text())
-    speech = next(m for m in config["applications"][0]["args"]["models"] if m["id"] == MODEL)
+    speech = next(m for m in app_args()["models"] if m["id"] == MODEL)
     return float(speech["splitting"]["chunk_seconds"])
 
 

@@ -137,6 +137,12 @@ def model_unavailable(model: str) -> ServiceUnavailable:
                               code="model_unavailable", headers={"Retry-After": "1"})
 
 
+def rate_limiter_unavailable() -> ServiceUnavailable:
+    """The shared rate limiter did not answer (restarting after a crash): refused, never let through unmetered."""
+    return ServiceUnavailable("The rate limiter is not answering; please retry shortly.",
+                              code="rate_limiter_unavailable", headers={"Retry-After": "2"})
+
+
 def store_unavailable() -> ServiceUnavailable:
     """The state store (usage, files, batches) cannot be reached or failed mid-query: retryable."""
     return ServiceUnavailable("The state store is unavailable; please retry shortly.", code="state_store_unavailable",

@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import RateLimits
 from serve_app.contract import ChunkTranscript, Completion, Embeddings, GenerationStep, Transcription
-from serve_app.errors import ServiceUnavailable, model_overloaded, model_unavailable
+from serve_app.errors import ServiceUnavailable, model_overloaded, model_unavailable, rate_limiter_unavailable
 from serve_app.protocol.audio import TranscriptionRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
@@ -122,11 +122,10 @@ class LimiterBackend:
         try:
             return await asyncio.wait_for(getattr(self._handle, method).remote(*args), self.timeout_s)
         except (TimeoutError, *REPLICA_LOST):
-            raise ServiceUnavailable("The rate limiter is not answering; please retry shortly.",
-                                     code="rate_limiter_unavailable", headers={"Retry-After": "2"}) from None
+            raise rate_limiter_unavailable() from None
 
-    async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision:
-        return await self._ask("admit", key, limits, lease)
+    async def admit(self, key: str, limits: RateLimits) -> Decision:
+        return await self._ask("admit", key, limits)
 
     async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
         return await self._ask("reserve", key, limits, tokens)

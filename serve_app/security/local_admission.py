@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from serve_app.config import RateLimits
-from serve_app.errors import APIError, ServiceUnavailable
-from serve_app.security.rate_limit import DIMENSIONS, Decision, SharedLimiter
+from serve_app.errors import APIError, rate_limiter_unavailable
+from serve_app.security.rate_limit import DIMENSIONS, Decision, SharedLimiter, debits, header_state
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +93,7 @@ class _View:
         for dimension, (field_name, suffix, _) in DIMENSIONS.items():
             limit = getattr(self.limits, field_name)
             if limit is not None and suffix is not None:
-                level = self.left(dimension)
-                state[suffix] = (limit, max(0, math.floor(level)), max(0.0, (limit - level) * 60.0 / limit))
+                state[suffix] = header_state(limit, self.left(dimension))
         return Decision(True, state=state, lease=lease)
 
 
@@ -106,8 +104,7 @@ def _taken(op: tuple) -> tuple[dict[str, float], int]:
         return {"requests": 1.0}, 1
     if name == "reserve":
         return {"tokens": float(op[3])}, 0
-    amounts, reserved = op[3], op[4]  # a charge: the usage, less what was reserved
-    return {**amounts, "tokens": amounts.get("tokens", 0.0) - reserved}, 0
+    return debits(op[3], op[4]), 0  # a charge: its usage, less what it had reserved
 
 
 @dataclass
@@ -169,21 +166,17 @@ class LocalAdmission:
         self._start(at_once)
 
     def _start(self, at_once: bool) -> None:
+        """at_once: an ask, a charge, or the report timer firing; otherwise a report, which waits for the timer."""
+        if at_once and self._timer is not None:
+            self._timer.cancel()  # a no-op once it has fired
+            self._timer = None
         if self._sender is not None and not self._sender.done():
             return  # the batch on its way is answered first, then the queue goes
         loop = asyncio.get_running_loop()
         if at_once:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             self._sender = loop.create_task(self._send_batches())
         elif self._timer is None:
-            self._timer = loop.call_later(REPORT_DELAY_S, self._start_sender)
-
-    def _start_sender(self) -> None:
-        self._timer = None
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_batches())
+            self._timer = loop.call_later(REPORT_DELAY_S, self._start, True)
 
     async def _send_batches(self) -> None:
         await asyncio.sleep(0)  # asks of the same loop turn go in the same call
@@ -193,9 +186,7 @@ class LocalAdmission:
                 answers = await self.shared.apply([op for op, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - a waiter must never hang: exact askers get a 503
                 log.warning("%d rate-limit calls failed: %r", len(batch), exc)
-                error = exc if isinstance(exc, APIError) else ServiceUnavailable(
-                    "The rate limiter is not answering; please retry shortly.", code="rate_limiter_unavailable",
-                    headers={"Retry-After": "2"})
+                error = exc if isinstance(exc, APIError) else rate_limiter_unavailable()
                 answers = [error] * len(batch)
             for (op, counted_in, waiter), answer in zip(batch, answers, strict=True):
                 if counted_in is not None:  # reported now: the shared limiter's answer includes it

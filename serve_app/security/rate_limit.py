@@ -127,8 +127,7 @@ class RateLimiter:
         if lease is not None:
             self._leases.get(key, {}).pop(lease, None)
         buckets = self._buckets_for(key, limits, now)
-        debits = {**amounts, "tokens": amounts.get("tokens", 0.0) - reserved_tokens}
-        for dimension, amount in debits.items():
+        for dimension, amount in debits(amounts, reserved_tokens).items():
             if dimension in buckets:
                 buckets[dimension].level -= amount
 
@@ -162,10 +161,17 @@ class RateLimiter:
 
     @staticmethod
     def _state(buckets: dict[str, _Bucket]) -> dict[str, tuple[int, int, float]]:
-        return {
-            DIMENSIONS[d][1]: (int(b.capacity), max(0, math.floor(b.level)), (b.capacity - b.level) / b.rate)
-            for d, b in buckets.items() if DIMENSIONS[d][1]
-        }
+        return {DIMENSIONS[d][1]: header_state(b.capacity, b.level) for d, b in buckets.items() if DIMENSIONS[d][1]}
+
+
+def debits(amounts: dict[str, float], reserved_tokens: float) -> dict[str, float]:
+    """What a finished request takes from each budget: its usage, less the tokens it had reserved."""
+    return {**amounts, "tokens": amounts.get("tokens", 0.0) - reserved_tokens}
+
+
+def header_state(capacity: float, level: float) -> tuple[int, int, float]:
+    """(limit, remaining, seconds until full) of one bucket, as the x-ratelimit-* headers give them."""
+    return int(capacity), max(0, math.floor(level)), max(0.0, (capacity - level) / (capacity / 60.0))
 
 
 def duration_header(seconds: float) -> str:
@@ -203,8 +209,6 @@ class SharedLimiter(Limiter, Protocol):
     """The shared limiter as LocalAdmission sees it: the deployment's handle (gateway/backends.py) or, in-process,
     RateLimiterServer."""
 
-    async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision: ...
-
     async def apply(self, ops: list[tuple]) -> list[Decision]: ...
 
 
@@ -218,8 +222,8 @@ class RateLimiterServer:
     def __init__(self) -> None:
         self.limiter = RateLimiter()
 
-    async def admit(self, key: str, limits: RateLimits, lease: str | None = None) -> Decision:
-        return self.limiter.admit(key, limits, lease)
+    async def admit(self, key: str, limits: RateLimits) -> Decision:
+        return self.limiter.admit(key, limits)
 
     async def reserve(self, key: str, limits: RateLimits, tokens: int) -> Decision:
         return self.limiter.reserve(key, limits, tokens)
