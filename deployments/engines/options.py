@@ -18,6 +18,9 @@ class HFEngineOptions(_Options):
     max_model_len: int | None = Field(None, ge=16, description="Context length cap (default: the model's).")
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
+    compute_nice: int = Field(4, ge=0, le=19, description=(
+        "Added to the compute thread's nice value, so the request path (Serve's proxy, the gateway, replica event "
+        "loops) runs ahead of the matrix multiplies on shared CPU cores; 0 keeps Ray's worker priority."))
     dtype: str = Field("float32", pattern="^(float32|bfloat16)$", description="Weights dtype on CPU.")
 
 
@@ -29,6 +32,9 @@ class HFEmbeddingOptions(_Options):
     batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for inputs of other requests.")
     max_model_len: int | None = Field(None, ge=8, description="Input window cap (default: the model's).")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
+    compute_nice: int = Field(4, ge=0, le=19, description=(
+        "Added to the compute thread's nice value, so the request path (Serve's proxy, the gateway, replica event "
+        "loops) runs ahead of the matrix multiplies on shared CPU cores; 0 keeps Ray's worker priority."))
     matryoshka: bool = Field(False, description="Trained with Matryoshka loss: `dimensions` may shorten vectors.")
 
 

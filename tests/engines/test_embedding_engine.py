@@ -4,6 +4,8 @@ concurrent requests share forward passes without changing results, and inputs ov
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -127,3 +129,10 @@ def test_matryoshka_models_shorten_and_renormalise():
             embed(engine, input="hi", dimensions=1000)
     finally:
         engine.shutdown()
+
+
+def test_worker_runs_below_the_event_loop(engine):
+    embed(engine, input="warm")  # the worker has started and lowered itself by now
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    worker_nice = os.getpriority(os.PRIO_PROCESS, engine._worker.native_id)
+    assert worker_nice == min(19, loop_nice + engine.options.compute_nice) > loop_nice

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 
 import pytest
@@ -142,3 +144,13 @@ def test_request_joining_a_running_batch_generates_what_it_would_alone(hf_engine
     solo_a = asyncio.run(collect(hf_engine.generate(a), 1)).choices[0][0]
     solo_b = asyncio.run(collect(hf_engine.generate(b), 1)).choices[0][0]
     assert asyncio.run(overlapped()) == (solo_a, solo_b)
+
+
+def test_decode_thread_and_its_torch_workers_run_below_the_event_loop(hf_engine):
+    """The decode thread, and the OpenMP workers torch starts from it, yield the CPU to the request path."""
+    asyncio.run(collect(hf_engine.generate(chat(temperature=0, max_tokens=2)), 1))  # the workers exist by now
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    decode_nice = os.getpriority(os.PRIO_PROCESS, hf_engine._worker.native_id)
+    assert decode_nice == min(19, loop_nice + hf_engine.options.compute_nice) > loop_nice
+    lowered = [tid for tid in os.listdir("/proc/self/task") if os.getpriority(os.PRIO_PROCESS, int(tid)) == decode_nice]
+    assert len(lowered) >= hf_engine.options.torch_threads  # the decode thread and torch's workers for it

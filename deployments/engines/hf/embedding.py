@@ -20,6 +20,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from deployments.engines.base import EmbeddingEngine
+from deployments.engines.compute_priority import lower_this_thread
 from deployments.engines.embedding_inputs import EmbeddingTokenizer
 from deployments.engines.options import HFEmbeddingOptions
 from serve_app.contract import Embeddings
@@ -126,6 +127,7 @@ class HFEmbeddingEngine(EmbeddingEngine):
         return requested
 
     def _run(self) -> None:
+        lower_this_thread(self.options.compute_nice)
         while True:
             first = self._inbox.get()
             if first is None:

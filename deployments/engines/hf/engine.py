@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Auto
 
 from deployments.engines.base import TextEngine
 from deployments.engines.chat_prompt import TextRequest, completion_cap, encode_chat, encode_multimodal
+from deployments.engines.compute_priority import lower_this_thread
 from deployments.engines.hf.batch import RunningBatch
 from deployments.engines.hf.grammar import Grammars
 from deployments.engines.hf.incremental_text import IncrementalText
@@ -167,6 +168,7 @@ class HFTextEngine(TextEngine):
     # Everything below runs on the worker thread, which alone touches the model, _batch and _rows.
 
     def _serve_forever(self) -> None:
+        lower_this_thread(self.options.compute_nice)
         while not self._stopping:
             joining: list[_Job] = []
             try:

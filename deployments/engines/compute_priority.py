@@ -1,0 +1,37 @@
+"""Engine compute below the request path on a shared CPU.
+
+On a CPU box the engine's matrix multiplies share the cores with the Serve proxy, the gateway and the replicas'
+event loops. At equal priority a burst of requests crosses the gateway at the engine's pace, so it reaches the
+engine spread out and prefills in pieces (bench/RESULTS.md, "Engine compute at a lower priority"). Raising the
+compute thread's nice value lets the request path run first while the engine still gets every idle cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+
+MAX_NICE = 19
+
+
+def lower_this_thread(increment: int) -> int | None:
+    """Add `increment` to the calling thread's nice value (capped at 19); the thread's new value, or None where
+    it cannot be changed.
+
+    Linux keeps a nice value per thread and a thread inherits its creator's, so call this first thing in the
+    engine's own compute thread: the OpenMP workers torch starts for it later run at the same value, while the
+    replica's event loop keeps its own."""
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        target = min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        os.setpriority(os.PRIO_PROCESS, tid, target)
+    except OSError as exc:  # a sandbox may forbid it: the engine runs as before
+        log.warning("could not lower the compute thread's priority: %s", exc)
+        return None
+    return target
