@@ -7,6 +7,8 @@ same run, interleaved level by level (see bench/chat.py), over HTTP with the Ope
   gateway-transformers  the same Serve app's second model: config/cpu.yaml's transformers engine
   serve-llm             with --serve-llm: Ray Serve LLM's own OpenAI app on the same weights and engine settings
                         (bench/serve_llm_peer.py; needs `pip install -e '.[peers]'`), instead of gateway-transformers
+  gateway-vllm-nice0    with --nice0: the shipped vLLM SmolLM2 with `compute_nice: 0` (its engine core at the request
+                        path's priority), its own `serve run`, instead of gateway-transformers
 
     python -m bench.vllm_chat            # prints tables, saves bench/results/vllm_chat.json
     python -m bench.vllm_chat --serve-llm --out bench/results/peers.json
@@ -62,6 +64,13 @@ def before_config(config: dict) -> None:
     args["models"] = [{**args["models"][0], "stream_interval_ms": 0}]
 
 
+def nice0_config(config: dict) -> None:
+    """The vLLM SmolLM2 alone, its engine core at the request path's priority (`--nice0`)."""
+    vllm_only_config(config)
+    model = config["applications"][0]["args"]["models"][0]
+    model["engine_options"] = {**model["engine_options"], "compute_nice": 0}
+
+
 @contextlib.contextmanager
 def vllm_server(model_path: str, options: dict, port: int, log: Path):
     """vLLM's own OpenAI server with the engine settings the gateway's replica uses."""
@@ -112,7 +121,7 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
         at = {r["target"]: r for r in rows if r["concurrency"] == level}
         own = at["vllm-server"]
         row = {"concurrency": level}
-        for name in ("gateway-vllm", "gateway-vllm-before", "serve-llm"):
+        for name in ("gateway-vllm", "gateway-vllm-before", "gateway-vllm-nice0", "serve-llm"):
             if name in at:
                 key = name.replace("-", "_")
                 row[f"{key}_vs_vllm_server_aggregate"] = at[name]["aggregate_tok_s"] / own["aggregate_tok_s"]
@@ -139,6 +148,8 @@ def main() -> None:
     parser.add_argument("--before", action="store_true",
                         help="add gateway-vllm-before: the gateway as it was before issue 17's levers (every engine "
                              "step its own item, Ray's defaults for config/serve.env); drops gateway-transformers")
+    parser.add_argument("--nice0", action="store_true",
+                        help="add gateway-vllm-nice0: compute_nice 0 (as before); drops gateway-transformers")
     parser.add_argument("--serve-llm", action="store_true",
                         help="add serve-llm, Ray Serve LLM's own OpenAI app; drops gateway-transformers")
     args = parser.parse_args()
@@ -155,7 +166,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     with contextlib.ExitStack() as stack:
         own = stack.enter_context(vllm_server(path, chat.engine_options, free_port(), workdir / "vllm.log"))
-        tweak = vllm_only_config if args.serve_llm else bench_config
+        tweak = vllm_only_config if args.serve_llm or args.nice0 else bench_config
         gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=tweak))
         targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
                    "gateway-transformers": (gateway.url, TRANSFORMERS)}
@@ -165,6 +176,10 @@ def main() -> None:
                 before.env.pop(name, None)
             targets = {"gateway-vllm": targets["gateway-vllm"],
                        "gateway-vllm-before": (stack.enter_context(before).url, CHAT), "vllm-server": (own, CHAT)}
+        if args.nice0:
+            nice0 = ServeRun([args.api_key], workdir / "serve-nice0.log", config_path, tweak=nice0_config)
+            targets.pop("gateway-transformers", None)
+            targets["gateway-vllm-nice0"] = (stack.enter_context(nice0).url, CHAT)
         if args.serve_llm:
             url = stack.enter_context(peer(path, CHAT, chat.engine_options, free_port(), workdir / "serve-llm.log"))
             targets.pop("gateway-transformers", None)

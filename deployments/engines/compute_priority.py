@@ -8,10 +8,12 @@ compute thread's nice value lets the request path run first while the engine sti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +37,30 @@ def lower_this_thread(increment: int) -> int | None:
         log.warning("could not lower the compute thread's priority: %s", exc)
         return None
     return target
+
+
+@contextlib.contextmanager
+def lowered_processes_started_within(increment: int) -> Iterator[list[int]]:
+    """Child processes this process starts inside the block (an engine whose compute runs in a process of its own:
+    vLLM's engine core) end the block `increment` nice levels lower, every thread already running included; the
+    list yielded holds their pids at the end. Threads they start later inherit the new values. Only processes
+    new to the block are touched: an in-process gateway has other engines' processes as children too."""
+    lowered: list[int] = []
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        yield lowered
+        return
+    import psutil  # comes with vLLM, the engine that needs this
+
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    yield lowered
+    for child in psutil.Process().children(recursive=True):
+        if child.pid in before:
+            continue
+        try:
+            for thread in child.threads():
+                os.setpriority(os.PRIO_PROCESS, thread.id,
+                               min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, thread.id) + increment))
+        except (OSError, psutil.Error) as exc:  # gone meanwhile, or a sandbox forbids it
+            log.warning("could not lower the priority of engine process %d: %s", child.pid, exc)
+            continue
+        lowered.append(child.pid)

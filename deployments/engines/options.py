@@ -45,6 +45,9 @@ class VLLMOptions(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
+    compute_nice: int = Field(0, ge=0, le=19, description=(
+        "Added to the nice value of the engine core's process: on a CPU box, the request path runs ahead of its "
+        "matrix multiplies. 0 by default: on a GPU node that process launches every step's kernels."))
 
     def engine_args(self) -> dict:
         """The options meant for vLLM's AsyncEngineArgs."""
@@ -60,6 +63,9 @@ class WhisperOptions(_Options):
     num_workers: int = Field(1, ge=1, description="Chunks this replica transcribes in parallel.")
     beam_size: int = Field(5, ge=1)
     vad_filter: bool = Field(True, description="Skip silence (without it silence turns into invented words).")
+    compute_nice: int = Field(0, ge=0, le=19, description=(
+        "Added to the nice value of CTranslate2's threads: on a CPU box, the request path runs ahead of them. 0 by "
+        "default: with device cuda they launch the GPU's work."))
 
 
 class SyntheticOptions(_Options):

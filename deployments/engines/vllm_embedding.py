@@ -10,6 +10,7 @@ import os
 import uuid
 
 from deployments.engines.base import EmbeddingEngine
+from deployments.engines.compute_priority import lowered_processes_started_within
 from deployments.engines.embedding_inputs import EmbeddingTokenizer
 from deployments.engines.options import VLLMOptions
 from deployments.engines.vllm_engine import engine_args
@@ -26,7 +27,9 @@ class VLLMEmbeddingEngine(EmbeddingEngine):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         args = engine_args(model_path, options)
         args.runner = "pooling"
-        self.engine = AsyncLLM.from_engine_args(args)
+        # The engine core runs in a child process of its own, started here.
+        with lowered_processes_started_within(options.compute_nice) as self.engine_processes:
+            self.engine = AsyncLLM.from_engine_args(args)
         config = self.engine.model_config
         self.window = config.max_model_len
         self.dimensions = config.get_hidden_size()

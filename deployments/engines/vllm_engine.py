@@ -20,6 +20,7 @@ from deployments.engines.chat_prompt import (
     render_multimodal,
     request_images,
 )
+from deployments.engines.compute_priority import lowered_processes_started_within
 from deployments.engines.options import VLLMOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
@@ -48,7 +49,9 @@ class VLLMEngine(TextEngine):
         # on a small box, so configs set it per deployment (runtime_env) and this is only the fallback.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         self.default_max_tokens = options.default_max_tokens
-        self.engine = AsyncLLM.from_engine_args(engine_args(model_path, options))
+        # The engine core runs in a child process of its own, started here.
+        with lowered_processes_started_within(options.compute_nice) as self.engine_processes:
+            self.engine = AsyncLLM.from_engine_args(engine_args(model_path, options))
         self.max_model_len = self.engine.model_config.max_model_len
         # Prompts are rendered here with the model's own chat template, so both engines see the same text.
         self.processor = AutoProcessor.from_pretrained(model_path) if multimodal else None

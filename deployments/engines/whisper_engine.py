@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -13,6 +14,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from deployments.audio_chunks import SAMPLE_RATE
 from deployments.engines.base import SpeechEngine
+from deployments.engines.compute_priority import lower_this_thread
 from deployments.engines.options import WhisperOptions
 from serve_app.contract import ChunkTranscript, Segment, Word
 from serve_app.errors import InvalidRequest
@@ -34,13 +36,17 @@ class WhisperEngine(SpeechEngine):
     def __init__(self, model_path: str, options: WhisperOptions, multilingual: bool = False) -> None:
         """`multilingual`: what the config promises (translation is offered); checked against the model."""
         self.options = options
-        self.model = WhisperModel(
-            model_path,
-            device=self.options.device,
-            compute_type=self.options.compute_type,
-            cpu_threads=self.options.cpu_threads,
-            num_workers=self.options.num_workers,
-        )
+        # CTranslate2 starts its worker threads with the model and they inherit their creator's nice value: build it
+        # from a thread that lowered itself, so transcription runs below the request path (compute_priority.py).
+        with ThreadPoolExecutor(1, initializer=lower_this_thread, initargs=(options.compute_nice,)) as builder:
+            self.model = builder.submit(
+                WhisperModel,
+                model_path,
+                device=self.options.device,
+                compute_type=self.options.compute_type,
+                cpu_threads=self.options.cpu_threads,
+                num_workers=self.options.num_workers,
+            ).result()
         self.multilingual = self.model.model.is_multilingual
         if multilingual and not self.multilingual:
             raise ValueError(f"{model_path} is an English-only Whisper model; remove `multilingual: true`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from deployments.engines.vllm_engine import VLLMEngine
 from tests.support.keys import API_KEY
-from tests.support.models import CHAT_MODEL
+from tests.support.models import CHAT_MODEL, VLLM_CONFIG, app_args
 
 pytestmark = pytest.mark.e2e
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -18,6 +19,18 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 def test_engine_is_vllm(vllm_gateway):
     assert isinstance(vllm_gateway.servers[CHAT_MODEL].engine, VLLMEngine)
+
+
+def test_engine_core_runs_below_the_request_path(vllm_gateway):
+    """config/cpu-vllm.yaml's compute_nice: every thread of the engine core's process, those running when it was
+    lowered and those started since, sits that many nice levels below the process that started it."""
+    nice = next(m for m in app_args(VLLM_CONFIG)["models"] if m["id"] == CHAT_MODEL)["engine_options"]["compute_nice"]
+    engine = vllm_gateway.servers[CHAT_MODEL].engine
+    own = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert nice > 0 and engine.engine_processes
+    for pid in engine.engine_processes:
+        threads = {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+        assert threads == {min(19, own + nice)}, pid
 
 
 def test_greedy_chat_with_usage(client):
