@@ -31,7 +31,7 @@ KEY = "asr-bench"
 MODEL = SPEECH_MODEL
 
 
-def speech_only(replicas: int, chunk_seconds: float | None):
+def speech_only(replicas: int, chunk_seconds: float | None, compute_nice: int | None = None):
     """The speech model alone at `replicas` replicas of one core, with the shipped chunk length unless given."""
     def tweak(config: dict) -> None:
         args = config["applications"][0]["args"]
@@ -42,6 +42,8 @@ def speech_only(replicas: int, chunk_seconds: float | None):
         speech["engine_options"]["cpu_threads"] = 1
         if chunk_seconds is not None:
             speech.setdefault("splitting", {})["chunk_seconds"] = chunk_seconds
+        if compute_nice is not None:
+            speech["engine_options"]["compute_nice"] = compute_nice
     return tweak
 
 
@@ -90,6 +92,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--long-repeats", type=int, default=1, help="transcriptions of the 10-minute file (median)")
     parser.add_argument("--chunk-seconds", type=float, help="chunk target (default: the shipped config's)")
+    parser.add_argument("--compute-nice", type=int, help="the speech engine's compute_nice (default: the shipped)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "asr.json"))
     args = parser.parse_args()
     if args.chunk_seconds is None:
@@ -107,7 +110,8 @@ def main() -> None:
     results["inprocess"] = {"short_s": inproc_short, "long_s": inproc_long,
                             "long_wer": word_error_rate(long_text_, inproc_text)}
     for replicas in (1, 2):
-        with ServeRun([KEY], work / f"serve-{replicas}.log", tweak=speech_only(replicas, args.chunk_seconds)) as srv:
+        tweak = speech_only(replicas, args.chunk_seconds, args.compute_nice)
+        with ServeRun([KEY], work / f"serve-{replicas}.log", tweak=tweak) as srv:
             endpoint_seconds(srv.url, short, 1)  # warm-up
             short_t, _ = endpoint_seconds(srv.url, short, args.repeats)
             long_t, long_text_out = endpoint_seconds(srv.url, long, args.long_repeats)
