@@ -6,6 +6,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def compute_nice_field(default: int, whose: str, why_default: str):
+    """Nice levels added to an engine's compute (deployments/engines/compute_priority.py)."""
+    return Field(default, ge=0, le=19, description=(
+        f"Added to the nice value of {whose}, so on shared CPU cores the request path (Serve's proxy, the gateway, "
+        f"replica event loops) runs ahead of it; 0 keeps Ray's worker priority. Default {default}: {why_default}."))
+
+
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -18,9 +25,7 @@ class HFEngineOptions(_Options):
     max_model_len: int | None = Field(None, ge=16, description="Context length cap (default: the model's).")
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
-    compute_nice: int = Field(4, ge=0, le=19, description=(
-        "Added to the compute thread's nice value, so the request path (Serve's proxy, the gateway, replica event "
-        "loops) runs ahead of the matrix multiplies on shared CPU cores; 0 keeps Ray's worker priority."))
+    compute_nice: int = compute_nice_field(4, "the compute thread (and torch's workers for it)", "a CPU engine")
     dtype: str = Field("float32", pattern="^(float32|bfloat16)$", description="Weights dtype on CPU.")
 
 
@@ -32,9 +37,7 @@ class HFEmbeddingOptions(_Options):
     batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for inputs of other requests.")
     max_model_len: int | None = Field(None, ge=8, description="Input window cap (default: the model's).")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
-    compute_nice: int = Field(4, ge=0, le=19, description=(
-        "Added to the compute thread's nice value, so the request path (Serve's proxy, the gateway, replica event "
-        "loops) runs ahead of the matrix multiplies on shared CPU cores; 0 keeps Ray's worker priority."))
+    compute_nice: int = compute_nice_field(4, "the compute thread (and torch's workers for it)", "a CPU engine")
     matryoshka: bool = Field(False, description="Trained with Matryoshka loss: `dimensions` may shorten vectors.")
 
 
@@ -45,9 +48,7 @@ class VLLMOptions(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
-    compute_nice: int = Field(0, ge=0, le=19, description=(
-        "Added to the nice value of the engine core's process: on a CPU box, the request path runs ahead of its "
-        "matrix multiplies. 0 by default: on a GPU node that process launches every step's kernels."))
+    compute_nice: int = compute_nice_field(0, "the engine core's process", "on a GPU node it launches the kernels")
 
     def engine_args(self) -> dict:
         """The options meant for vLLM's AsyncEngineArgs."""
@@ -63,9 +64,7 @@ class WhisperOptions(_Options):
     num_workers: int = Field(1, ge=1, description="Chunks this replica transcribes in parallel.")
     beam_size: int = Field(5, ge=1)
     vad_filter: bool = Field(True, description="Skip silence (without it silence turns into invented words).")
-    compute_nice: int = Field(0, ge=0, le=19, description=(
-        "Added to the nice value of CTranslate2's threads: on a CPU box, the request path runs ahead of them. 0 by "
-        "default: with device cuda they launch the GPU's work."))
+    compute_nice: int = compute_nice_field(0, "CTranslate2's threads", "with device cuda they launch the GPU's work")
 
 
 class SyntheticOptions(_Options):
