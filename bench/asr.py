@@ -134,13 +134,12 @@ def main() -> None:
     for name in targets:
         results[name] = {"short_s": shorts[name][0], "long_s": longs[name][0],
                          "long_wer": word_error_rate(long_text_, longs[name][1])}
-    inproc_short = results["inprocess"]["short_s"]
 
     one, two = results["endpoint_1_replica"], results["endpoint_2_replica"]
     per_audio_s = one["long_s"] / long_s  # one replica, its chunks one after another
     hours4 = 4 * 3600
     results["ratios"] = {
-        "endpoint_vs_inprocess_speed_short": inproc_short / one["short_s"],
+        "endpoint_vs_inprocess_speed_short": results["inprocess"]["short_s"] / one["short_s"],
         "two_vs_one_replica_speedup_long": one["long_s"] / two["long_s"],
     }
     results["projection_4h"] = {}

@@ -27,16 +27,13 @@ def lower_this_thread(increment: int) -> int | None:
     Linux keeps a nice value per thread and a thread inherits its creator's, so call this first thing in the
     engine's own compute thread: the OpenMP workers torch starts for it later run at the same value, while the
     replica's event loop keeps its own."""
-    if increment <= 0 or not sys.platform.startswith("linux"):
+    if not _applies(increment):
         return None
-    tid = threading.get_native_id()
     try:
-        target = min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + increment)
-        os.setpriority(os.PRIO_PROCESS, tid, target)
+        return _lower(threading.get_native_id(), increment)
     except OSError as exc:  # a sandbox may forbid it: the engine runs as before
         log.warning("could not lower the compute thread's priority: %s", exc)
         return None
-    return target
 
 
 @contextlib.contextmanager
@@ -46,7 +43,7 @@ def lowered_processes_started_within(increment: int) -> Iterator[list[int]]:
     list yielded holds their pids at the end. Threads they start later inherit the new values. Only processes
     new to the block are touched: an in-process gateway has other engines' processes as children too."""
     lowered: list[int] = []
-    if increment <= 0 or not sys.platform.startswith("linux"):
+    if not _applies(increment):
         yield lowered
         return
     import psutil  # comes with vLLM, the engine that needs this
@@ -58,9 +55,19 @@ def lowered_processes_started_within(increment: int) -> Iterator[list[int]]:
             continue
         try:
             for thread in child.threads():
-                os.setpriority(os.PRIO_PROCESS, thread.id,
-                               min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, thread.id) + increment))
+                _lower(thread.id, increment)
         except (OSError, psutil.Error) as exc:  # gone meanwhile, or a sandbox forbids it
             log.warning("could not lower the priority of engine process %d: %s", child.pid, exc)
             continue
         lowered.append(child.pid)
+
+
+def _applies(increment: int) -> bool:
+    return increment > 0 and sys.platform.startswith("linux")  # only Linux keeps a nice value per thread
+
+
+def _lower(tid: int, increment: int) -> int:
+    """Add `increment` to thread `tid`'s nice value, capped at 19; its new value (OSError where forbidden)."""
+    target = min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    os.setpriority(os.PRIO_PROCESS, tid, target)
+    return target
