@@ -240,9 +240,10 @@ def test_usage_reads_the_ledger_with_openai_parameters(durable):
     assert {"env-1", "env-2"} <= keys
     models = {r["model"] for b in everyone["data"] for r in b["results"]}
     assert CHAT_MODEL in models and models <= {CHAT_MODEL, EMBEDDING_MODEL}  # the two models this app serves
-    paged = usage(durable, ADMIN, bucket_width="1h", limit=2)
+    start = int(time.time()) - 86400  # one start for both pages: `page` is only valid with the start it came from
+    paged = usage(durable, ADMIN, start_time=start, bucket_width="1h", limit=2)
     assert len(paged["data"]) == 2 and paged["has_more"] and paged["next_page"]
-    rest = usage(durable, ADMIN, bucket_width="1h", limit=24, page=paged["next_page"])
+    rest = usage(durable, ADMIN, start_time=start, bucket_width="1h", limit=24, page=paged["next_page"])
     assert rest["data"][0]["start_time"] == paged["data"][-1]["end_time"]
 
 
