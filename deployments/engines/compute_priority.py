@@ -46,7 +46,7 @@ def lowered_processes_started_within(increment: int) -> Iterator[list[int]]:
     if not _applies(increment):
         yield lowered
         return
-    import psutil  # comes with vLLM, the engine that needs this
+    import psutil  # only the vLLM engine starts child processes
 
     before = {child.pid for child in psutil.Process().children(recursive=True)}
     yield lowered
