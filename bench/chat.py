@@ -8,7 +8,8 @@ Targets (any subset, measured one after another in the same run):
                       in the 2 CPUs Ray sees on this box)
   gateway-replicas=N-threads=T   the same with torch_threads T in each replica (and/or -wait=MS: batch_wait_ms,
                       -exact: every request asks the shared rate limiter first, ingress.local_admission false;
-                      -nice=N: compute_nice N, 0 being the engine at the request path's priority)
+                      -nice=N: compute_nice N, 0 being the engine at the request path's priority;
+                      -burst=MS: burst_gap_ms, an idle engine gathering a burst after concurrent load)
   url                 any OpenAI-compatible endpoint given by --url/--api-key/--model
   inprocess           the same transformers engine called directly in this process (no HTTP, no Ray)
   inprocess-nobatch   the same, with max_batch_size=1: what serving requests one after another costs
@@ -197,9 +198,10 @@ def main() -> None:
                 wait = float(fields["wait"]) if "wait" in fields else None
                 exact = "exact" in target.split("-")
                 nice = int(fields["nice"]) if "nice" in fields else None
+                burst = float(fields["burst"]) if "burst" in fields else None
                 log = Path(tempfile.mkdtemp()) / "serve.log"
                 server = ServeRun([args.api_key], log, Path(args.config),
-                                  tweak=gateway_config(args.model, replicas, threads, wait, exact, nice))
+                                  tweak=gateway_config(args.model, replicas, threads, wait, exact, nice, burst))
                 args.gateways[target] = stack.enter_context(server).url
         rows = asyncio.run(measure(args, levels))
     del args.gateways
@@ -213,7 +215,7 @@ def main() -> None:
 
 
 def gateway_config(model_id: str, replicas: int | None, threads: int | None = None, wait_ms: float | None = None,
-                   exact_limits: bool = False, compute_nice: int | None = None):
+                   exact_limits: bool = False, compute_nice: int | None = None, burst_gap_ms: float | None = None):
     """The shipped config without the response cache for the benched model (seeded requests repeat); with
     `replicas`, that model alone at a fixed count (no autoscaling)."""
     def tweak(config: dict) -> None:
@@ -232,6 +234,8 @@ def gateway_config(model_id: str, replicas: int | None, threads: int | None = No
             model["engine_options"]["batch_wait_ms"] = wait_ms
         if compute_nice is not None:
             model["engine_options"]["compute_nice"] = compute_nice
+        if burst_gap_ms is not None:
+            model["engine_options"]["burst_gap_ms"] = burst_gap_ms
     return tweak
 
 

@@ -22,6 +22,11 @@ class HFEngineOptions(_Options):
 
     max_batch_size: int = Field(16, ge=1, description="Most sequences decoded in one batch.")
     batch_wait_ms: float = Field(5.0, ge=0, description="How long a new batch waits for more arrivals.")
+    # A burst of requests reaches the engine spread out by the serving path (bench/RESULTS.md): gathering it
+    # into one prefill pays only after concurrent load, so a lone user's requests never wait for it.
+    burst_gap_ms: float = Field(0.0, ge=0, description="After a busy period that decoded several requests "
+                                "together, an idle engine waits while arrivals come this close (0: off).")
+    burst_max_wait_ms: float = Field(100.0, ge=0, description="Most an idle engine waits for a burst to gather.")
     max_model_len: int | None = Field(None, ge=16, description="Context length cap (default: the model's).")
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")

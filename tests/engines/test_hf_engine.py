@@ -13,6 +13,7 @@ from deployments.engines.hf.incremental_text import IncrementalText
 from serve_app.contract import collect
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
+from tests.engines.conftest import ENGINE_OPTIONS
 
 
 def chat(**kw) -> ChatCompletionRequest:
@@ -154,3 +155,43 @@ def test_decode_thread_and_its_torch_workers_run_below_the_event_loop(hf_engine)
     assert decode_nice == min(19, loop_nice + hf_engine.options.compute_nice) > loop_nice
     lowered = [tid for tid in os.listdir("/proc/self/task") if os.getpriority(os.PRIO_PROCESS, int(tid)) == decode_nice]
     assert len(lowered) >= hf_engine.options.torch_threads  # the decode thread and torch's workers for it
+
+
+def test_a_burst_after_concurrent_load_shares_one_prefill_and_a_lone_request_never_waits(smollm_path,
+                                                                                         monkeypatch):
+    """Requests reach a served engine spread out by the serving path. After a busy period of several requests,
+    an idle engine gathers arrivals that come within burst_gap_ms into one prefill; after a lone request it
+    waits only batch_wait_ms, so a single user's next request pays nothing."""
+    from deployments.engines.hf.engine import HFTextEngine
+
+    options = ENGINE_OPTIONS.model_copy(update={"burst_gap_ms": 150, "burst_max_wait_ms": 2000})
+    engine = HFTextEngine(smollm_path, options)
+    prefills: list[int] = []
+    forward = engine.model.forward
+
+    def counting(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:
+            prefills.append(ids.shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+
+    async def staggered(count: int, apart_s: float, max_tokens: int = 4):
+        async def one(i: int):
+            await asyncio.sleep(i * apart_s)
+            question = f"Name a colour, number {i}."  # distinct prompts: identical ones share one prefill row
+            return await collect(engine.generate(ChatCompletionRequest(
+                model="m", temperature=0, max_tokens=max_tokens, messages=[{"role": "user", "content": question}])), 1)
+        return await asyncio.gather(*[one(i) for i in range(count)])
+
+    try:
+        asyncio.run(staggered(1, 0))  # a lone request: the next arrivals are not a burst
+        prefills.clear()
+        asyncio.run(staggered(3, 0.08, max_tokens=24))  # 80 ms apart, past batch_wait_ms: not gathered
+        assert prefills[0] == 1 and len(prefills) > 1
+        prefills.clear()
+        asyncio.run(staggered(4, 0.08))  # after that concurrent load: gathered into one prefill
+        assert prefills == [4]
+    finally:
+        engine.shutdown()

@@ -96,6 +96,7 @@ class HFTextEngine(TextEngine):
         self._incoming: queue.Queue[_Job | None] = queue.Queue()  # None asks the worker to stop
         self._backlog: collections.deque[_Job] = collections.deque()
         self.running_sequences = 0  # rows in the batch being decoded now (observability, tests)
+        self._busy_peak_jobs = 0  # most requests decoded together since the engine was last idle
         self._stopping = False
         self._grammars: Grammars | None = None
         self._batch: RunningBatch | None = None
@@ -208,6 +209,7 @@ class HFTextEngine(TextEngine):
             else:
                 self._batch.merge(batch)
         self._rows += [row for group in groups for row in group]
+        self._busy_peak_jobs = max(self._busy_peak_jobs, len({id(job) for job, _ in self._rows}))
 
     def _step(self) -> None:
         """Sample one token for every row, emit text, drop finished rows, run the next forward pass."""
@@ -233,14 +235,20 @@ class HFTextEngine(TextEngine):
     def _admit(self, room: int, idle: bool) -> list[_Job]:
         """Jobs that join now. When idle, block for the first one and give a burst a moment to gather."""
         jobs: list[_Job] = []
-        deadline = None
+        deadline = gather_until = None
         if idle:
             first = self._next_job(timeout=None)
             if first is None:
                 return []
             jobs.append(first)
             room -= len(first.sequences)
-            deadline = time.monotonic() + self.options.batch_wait_ms / 1000
+            gap, most = self.options.batch_wait_ms / 1000, self.options.batch_wait_ms / 1000
+            if self._busy_peak_jobs > 1 and self.options.burst_gap_ms > 0:  # concurrent load just ended
+                gap = max(gap, self.options.burst_gap_ms / 1000)
+                most = max(gap, self.options.burst_max_wait_ms / 1000)
+            self._busy_peak_jobs = 0
+            gather_until = time.monotonic() + most
+            deadline = min(gather_until, time.monotonic() + gap)
         while room > 0:
             job = self._next_job(timeout=0.0 if deadline is None else max(0.0, deadline - time.monotonic()))
             if job is None:
@@ -250,6 +258,8 @@ class HFTextEngine(TextEngine):
                 break
             jobs.append(job)
             room -= len(job.sequences)
+            if gather_until is not None:  # a burst still arriving: wait for its next request, within the cap
+                deadline = min(gather_until, time.monotonic() + gap)
         return [j for j in jobs if not j.cancelled]
 
     def _next_job(self, timeout: float | None) -> _Job | None:
