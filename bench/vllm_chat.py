@@ -7,6 +7,8 @@ same run, interleaved level by level (see bench/chat.py), over HTTP with the Ope
   gateway-transformers  the same Serve app's second model: config/cpu.yaml's transformers engine
   serve-llm             with --serve-llm: Ray Serve LLM's own OpenAI app on the same weights and engine settings
                         (bench/serve_llm_peer.py; needs `pip install -e '.[peers]'`), instead of gateway-transformers
+  vllm-server-niceN     with --server-nice N: a second vLLM server started N nice levels down, instead of
+                        gateway-transformers
   gateway-vllm-nice0    with --nice0: the shipped vLLM SmolLM2 with `compute_nice: 0` (its engine core at the request
                         path's priority), its own `serve run`, instead of gateway-transformers
 
@@ -72,8 +74,9 @@ def nice0_config(config: dict) -> None:
 
 
 @contextlib.contextmanager
-def vllm_server(model_path: str, options: dict, port: int, log: Path):
-    """vLLM's own OpenAI server with the engine settings the gateway's replica uses."""
+def vllm_server(model_path: str, options: dict, port: int, log: Path, nice: int = 0):
+    """vLLM's own OpenAI server with the engine settings the gateway's replica uses; `nice` levels below this
+    process (its engine core inherits them)."""
     import httpx
 
     from tests.support.servers import answers_200, stop_process_group, wait_until
@@ -83,7 +86,8 @@ def vllm_server(model_path: str, options: dict, port: int, log: Path):
         proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
                                  "--served-model-name", CHAT, "--host", "127.0.0.1", f"--port={port}",
                                  *engine_flags(options)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
         def check_alive() -> None:
             if proc.poll() is not None:
                 raise RuntimeError(f"vLLM server exited:\n{log.read_text(errors='replace')[-3000:]}")
@@ -130,6 +134,10 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
             peer = at["serve-llm"]
             row["gateway_vllm_vs_serve_llm_aggregate"] = at["gateway-vllm"]["aggregate_tok_s"] / peer["aggregate_tok_s"]
             row["gateway_vllm_minus_serve_llm_ttft_p50_ms"] = at["gateway-vllm"]["ttft_p50_ms"] - peer["ttft_p50_ms"]
+        for lowered in (name for name in at if name.startswith("vllm-server-nice")):  # the gateway vs it
+            key, ours, theirs = lowered.replace("-", "_"), at["gateway-vllm"], at[lowered]
+            row[f"gateway_vllm_vs_{key}_aggregate"] = ours["aggregate_tok_s"] / theirs["aggregate_tok_s"]
+            row[f"gateway_vllm_minus_{key}_ttft_p50_ms"] = ours["ttft_p50_ms"] - theirs["ttft_p50_ms"]
         if "gateway-transformers" in at:
             row["gateway_vllm_vs_gateway_transformers_aggregate"] = (
                 at["gateway-vllm"]["aggregate_tok_s"] / at["gateway-transformers"]["aggregate_tok_s"])
@@ -150,6 +158,9 @@ def main() -> None:
                              "step its own item, Ray's defaults for config/serve.env); drops gateway-transformers")
     parser.add_argument("--nice0", action="store_true",
                         help="add gateway-vllm-nice0: compute_nice 0 (as before); drops gateway-transformers")
+    parser.add_argument("--server-nice", type=int,
+                        help="add vllm-server-niceN: a second vLLM server N nice levels down (Ray starts its workers "
+                             "at 15); drops gateway-transformers")
     parser.add_argument("--serve-llm", action="store_true",
                         help="add serve-llm, Ray Serve LLM's own OpenAI app; drops gateway-transformers")
     args = parser.parse_args()
@@ -166,7 +177,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     with contextlib.ExitStack() as stack:
         own = stack.enter_context(vllm_server(path, chat.engine_options, free_port(), workdir / "vllm.log"))
-        tweak = vllm_only_config if args.serve_llm or args.nice0 else bench_config
+        tweak = vllm_only_config if args.serve_llm or args.nice0 or args.server_nice is not None else bench_config
         gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=tweak))
         targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
                    "gateway-transformers": (gateway.url, TRANSFORMERS)}
@@ -180,6 +191,11 @@ def main() -> None:
             nice0 = ServeRun([args.api_key], workdir / "serve-nice0.log", config_path, tweak=nice0_config)
             targets.pop("gateway-transformers", None)
             targets["gateway-vllm-nice0"] = (stack.enter_context(nice0).url, CHAT)
+        if args.server_nice is not None:
+            lowered = stack.enter_context(vllm_server(path, chat.engine_options, free_port(),
+                                                      workdir / "vllm-nice.log", nice=args.server_nice))
+            targets.pop("gateway-transformers", None)
+            targets[f"vllm-server-nice{args.server_nice}"] = (lowered, CHAT)
         if args.serve_llm:
             url = stack.enter_context(peer(path, CHAT, chat.engine_options, free_port(), workdir / "serve-llm.log"))
             targets.pop("gateway-transformers", None)
