@@ -8,10 +8,11 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 SYSTEM_USER = "postgres"  # created by Debian's postgresql package; initdb and postgres refuse to run as root
 SUPERUSER = "postgres"  # the role name in URLs, whoever runs the server
@@ -53,12 +54,6 @@ def unavailable_reason() -> str | None:
 
 def postgres_available() -> bool:
     return unavailable_reason() is None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -115,7 +110,7 @@ class PostgresServer:
 
     def _start(self) -> None:
         for attempt in range(self.START_ATTEMPTS):
-            self.port = _free_port()
+            self.port = free_port()
             # Unix socket in our own dir, not /var/run/postgresql; durability off since the data is thrown away.
             options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")

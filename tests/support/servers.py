@@ -19,6 +19,7 @@ import uvicorn
 import yaml
 
 from tests.support.models import CPU_CONFIG, REPO, load_config
+from tests.support.ports import free_port
 
 
 def serve_env() -> dict[str, str]:
@@ -28,12 +29,6 @@ def serve_env() -> dict[str, str]:
 
 
 SERVE_ENV = serve_env()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
