@@ -13,6 +13,9 @@ import socket
 
 RAY_WORKER_PORTS_END = 19999  # Ray's default max_worker_port
 
+# A port handed out is bound only later (`serve run` binds its proxy ~20 s after we pick): never hand it out twice.
+_handed_out: set[int] = set()
+
 
 def _ephemeral_start() -> int:
     try:
@@ -24,13 +27,17 @@ def _ephemeral_start() -> int:
 
 def free_port() -> int:
     """A port in (Ray's worker ports, the ephemeral range) that is free now; random, so parallel runs rarely meet."""
-    low, high = RAY_WORKER_PORTS_END + 1, _ephemeral_start() - 1
+    low = RAY_WORKER_PORTS_END + 1
+    high = max(_ephemeral_start() - 1, low + 9999)  # a box whose ephemeral range starts low still gets ports
     candidates = random.sample(range(low, high + 1), k=min(200, high - low + 1))
     for port in candidates:
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise RuntimeError(f"no free port between {low} and {high}")
