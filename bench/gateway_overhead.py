@@ -14,6 +14,9 @@ Variants (`--variants`) run in turns, level by level, repeat by repeat, so each 
   no-access-log        Serve's own per-request access lines off (tried: no gain, not shipped)
   exact-limits         every request asks the shared rate limiter first (ingress.local_admission: false)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
+  bare=<hops>          not the endpoint: the floor under it, a raw ASGI app streaming the same tokens
+                       (bench/bare_serve_app.py): 0 on uvicorn without Ray, 1 as a Serve ingress, 2 as an
+                       ingress streaming from a second deployment through a handle (the endpoint's shape)
   a+b                  both (e.g. items=none+env:RAY_SERVE_ENABLE_HA_PROXY=1)
 
     python -m bench.gateway_overhead --variants before,default --levels 16,64
@@ -26,16 +29,20 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
 
 from bench.chat import RESULTS, percentile
-from tests.support.servers import SERVE_ENV, ServeRun
+from tests.support.models import REPO
+from tests.support.servers import SERVE_ENV, ServeRun, answers_200, free_port, stop_process_group, wait_until
 
 KEY = "bench-overhead-" + "key"
 MODEL = "synthetic-stream"
@@ -62,8 +69,41 @@ def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = 
     return tweak
 
 
-def role_processes(server: ServeRun) -> dict[str, list[psutil.Process]]:
+def bare_config(hops: int, rate: float):
+    """`serve run` of bench/bare_serve_app.py instead of the endpoint (PYTHONPATH: `bench` is not installed)."""
+
+    def tweak(config: dict) -> None:
+        config["applications"] = [{
+            "name": "endpoint", "route_prefix": "/", "import_path": "bench.bare_serve_app:build_app",
+            "args": {"hops": hops, "rate": rate}, "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO)}}}]
+    return tweak
+
+
+class BareUvicorn:
+    """bench/bare_serve_app.py on uvicorn in one process: the floor without Ray."""
+
+    def __init__(self, rate: float, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.rate, self.log_path = rate, log_path
+
+    def __enter__(self) -> BareUvicorn:
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bare_serve_app", "--port", str(self.port),
+                                      "--rate", str(self.rate)], cwd=REPO, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(answers_200(self.url + "/health"), 60, "bare uvicorn /health")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop_process_group(self.proc, grace_s=10)
+        self._log.close()
+
+
+def role_processes(server: ServeRun | BareUvicorn) -> dict[str, list[psutil.Process]]:
     found: dict[str, list[psutil.Process]] = {role: [] for role in ROLES}
+    if isinstance(server, BareUvicorn):  # its one process does the gateway's and the model's work
+        return {**found, "gateway": [psutil.Process(server.proc.pid)], "client": [psutil.Process()]}
     session = str(server.ray_dir)  # this run's processes only (haproxy: by its config under the Ray folder)
     for proc in psutil.process_iter(["cmdline", "environ"]):
         title = " ".join(proc.info["cmdline"] or [])
@@ -121,7 +161,7 @@ async def level(url: str, streams: int, rounds: int, tokens: int) -> tuple[list[
         return samples, time.perf_counter() - start
 
 
-def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: float) -> dict:
+def measure(server: ServeRun | BareUvicorn, streams: int, rounds: int, tokens: int, rate: float) -> dict:
     processes = role_processes(server)
     before = cpu_seconds(processes)
     samples, wall = asyncio.run(level(server.url, streams, rounds, tokens))
@@ -138,35 +178,57 @@ def measure(server: ServeRun, streams: int, rounds: int, tokens: int, rate: floa
             "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
 
 
-def parse_variant(name: str) -> tuple[dict, dict[str, str | None], bool, bool]:
+@dataclass
+class Variant:
+    pacing: dict = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)  # None: unset it (Ray's default)
+    access_log: bool = True
+    local_admission: bool = True
+    bare_hops: int | None = None  # not None: bench/bare_serve_app.py instead of the endpoint
+
+
+def parse_variant(name: str) -> Variant:
     """`default` (the shipped settings), or parts joined by `+`: `before`, `interval=<ms>`, `items=<n>|none`,
-    `no-access-log`, `exact-limits`, `env:<NAME>=<value>`. The env maps a name to None to unset it (Ray's
-    default). Returns pacing, env, access log on, local admission on."""
-    pacing: dict = {}
-    env: dict[str, str | None] = {}
-    access_log = local_admission = True
+    `no-access-log`, `exact-limits`, `env:<NAME>=<value>`, `bare=<hops>`."""
+    variant = Variant()
     for part in name.split("+"):
         if part == "default":
             continue
         if part == "no-access-log":
-            access_log = False
+            variant.access_log = False
         elif part == "exact-limits":
-            local_admission = False
+            variant.local_admission = False
         elif part == "before":
-            pacing["stream_interval_ms"] = 0
-            env.update(dict.fromkeys(SERVE_ENV))
-            local_admission = False
+            variant.pacing["stream_interval_ms"] = 0
+            variant.env.update(dict.fromkeys(SERVE_ENV))
+            variant.local_admission = False
         elif part.startswith("interval="):
-            pacing["stream_interval_ms"] = float(part.split("=", 1)[1])
+            variant.pacing["stream_interval_ms"] = float(part.split("=", 1)[1])
         elif part.startswith("items="):
             value = part.split("=", 1)[1]
-            pacing["stream_items_per_s"] = None if value == "none" else int(value)
+            variant.pacing["stream_items_per_s"] = None if value == "none" else int(value)
         elif part.startswith("env:"):
             key, value = part[4:].split("=", 1)
-            env[key] = value
+            variant.env[key] = value
+        elif part.startswith("bare="):
+            variant.bare_hops = int(part.split("=", 1)[1])
         else:
             raise SystemExit(f"unknown variant part {part!r}")
-    return pacing, env, access_log, local_admission
+    return variant
+
+
+def server_for(variant: Variant, args: argparse.Namespace, log_path: Path) -> ServeRun | BareUvicorn:
+    if variant.bare_hops == 0:
+        return BareUvicorn(args.rate, log_path)
+    tweak = (bare_config(variant.bare_hops, args.rate) if variant.bare_hops is not None else
+             synthetic_config(args.rate, args.tokens, variant.pacing, variant.access_log, variant.local_admission))
+    server = ServeRun([KEY], log_path, tweak=tweak)
+    for key, value in variant.env.items():
+        if value is None:
+            server.env.pop(key, None)
+        else:
+            server.env[key] = value
+    return server
 
 
 def main() -> None:
@@ -186,14 +248,7 @@ def main() -> None:
         os.environ["ENDPOINT_STATE_DIR"] = work
         servers = {}
         for name in variants:
-            pacing, env, access_log, local_admission = parse_variant(name)
-            server = ServeRun([KEY], Path(work) / f"serve-{len(servers)}.log",
-                              tweak=synthetic_config(args.rate, args.tokens, pacing, access_log, local_admission))
-            for key, value in env.items():
-                if value is None:
-                    server.env.pop(key, None)
-                else:
-                    server.env[key] = value
+            server = server_for(parse_variant(name), args, Path(work) / f"serve-{len(servers)}.log")
             servers[name] = stack.enter_context(server)
         for _ in range(args.repeats):
             for streams in levels:
