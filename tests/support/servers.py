@@ -127,6 +127,11 @@ class ServeRun:
         self.env.pop("RAY_ADDRESS", None)
 
     def __enter__(self) -> ServeRun:
+        if self.env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+            # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): a second cluster on the
+            # box would fail to start.
+            for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+                self.env.setdefault(name, str(free_port()))
         serve_bin = Path(sys.executable).with_name("serve")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(serve_bin), "run", str(self.config_path)], cwd=REPO, env=self.env,
