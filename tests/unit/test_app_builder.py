@@ -146,7 +146,7 @@ def test_unknown_vllm_option_is_refused_by_name():
     assert "gpu_memory_utilisation" in str(vllm_options_error(model))
 
 
-def test_make_run_the_tests_and_the_cluster_start_serve_with_the_same_environment():
+def test_make_run_the_tests_and_the_cluster_read_serve_env_and_the_cluster_adds_haproxy():
     from tests.support.servers import SERVE_ENV
 
     assert SERVE_ENV["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"
@@ -157,5 +157,7 @@ def test_make_run_the_tests_and_the_cluster_start_serve_with_the_same_environmen
     starts = yaml.safe_load((REPO / "cluster.yaml").read_text())
     for command in starts["head_start_ray_commands"][-1:] + starts["worker_start_ray_commands"][-1:]:
         assert ". /home/ray/endpoint/config/serve.env; set +a; ray start" in command
+        assert "export RAY_SERVE_ENABLE_HA_PROXY=1;" in command  # clusters only: make run keeps Serve's proxy
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in SERVE_ENV
     mounted = starts["file_mounts"]["/home/ray/endpoint"]
     assert (REPO / mounted / "config" / "serve.env").is_file()
