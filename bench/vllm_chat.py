@@ -163,6 +163,8 @@ def main() -> None:
                              "at 15); drops gateway-transformers")
     parser.add_argument("--serve-llm", action="store_true",
                         help="add serve-llm, Ray Serve LLM's own OpenAI app; drops gateway-transformers")
+    parser.add_argument("--haproxy", action="store_true",
+                        help="the gateway behind HAProxy, as cluster.yaml starts it; drops gateway-transformers")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
@@ -177,10 +179,15 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     with contextlib.ExitStack() as stack:
         own = stack.enter_context(vllm_server(path, chat.engine_options, free_port(), workdir / "vllm.log"))
-        tweak = vllm_only_config if args.serve_llm or args.nice0 or args.server_nice is not None else bench_config
-        gateway = stack.enter_context(ServeRun([args.api_key], workdir / "serve.log", config_path, tweak=tweak))
-        targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT),
-                   "gateway-transformers": (gateway.url, TRANSFORMERS)}
+        vllm_only = args.serve_llm or args.nice0 or args.server_nice is not None or args.haproxy
+        gateway = ServeRun([args.api_key], workdir / "serve.log", config_path,
+                           tweak=vllm_only_config if vllm_only else bench_config)
+        if args.haproxy:
+            gateway.env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        gateway = stack.enter_context(gateway)
+        targets = {"gateway-vllm": (gateway.url, CHAT), "vllm-server": (own, CHAT)}
+        if not vllm_only:
+            targets["gateway-transformers"] = (gateway.url, TRANSFORMERS)
         if args.before:
             before = ServeRun([args.api_key], workdir / "serve-before.log", config_path, tweak=before_config)
             for name in SERVE_ENV:  # Ray's defaults instead of config/serve.env
@@ -189,16 +196,13 @@ def main() -> None:
                        "gateway-vllm-before": (stack.enter_context(before).url, CHAT), "vllm-server": (own, CHAT)}
         if args.nice0:
             nice0 = ServeRun([args.api_key], workdir / "serve-nice0.log", config_path, tweak=nice0_config)
-            targets.pop("gateway-transformers", None)
             targets["gateway-vllm-nice0"] = (stack.enter_context(nice0).url, CHAT)
         if args.server_nice is not None:
             lowered = stack.enter_context(vllm_server(path, chat.engine_options, free_port(),
                                                       workdir / "vllm-nice.log", nice=args.server_nice))
-            targets.pop("gateway-transformers", None)
             targets[f"vllm-server-nice{args.server_nice}"] = (lowered, CHAT)
         if args.serve_llm:
             url = stack.enter_context(peer(path, CHAT, chat.engine_options, free_port(), workdir / "serve-llm.log"))
-            targets.pop("gateway-transformers", None)
             targets["serve-llm"] = (url, CHAT)
         rows = asyncio.run(measure(targets, args))
     report(args, rows, ratio_rows(rows))
