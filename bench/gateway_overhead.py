@@ -13,6 +13,8 @@ Variants (`--variants`) run in turns, level by level, repeat by repeat, so each 
   items=<n>|none       stream_items_per_s: the interval grows with the streams in flight (none: fixed)
   no-access-log        Serve's own per-request access lines off (tried: no gain, not shipped)
   exact-limits         every request asks the shared rate limiter first (ingress.local_admission: false)
+  engine-steps         the synthetic engine yields one word per step however late it is read, so the
+                       replica drains it step by step (as before engines could merge for a late reader)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
   bare=<hops>          not the endpoint: the floor under it, a raw ASGI app streaming the same tokens
                        (bench/bare_serve_app.py): 0 on uvicorn without Ray, 1 as a Serve ingress, 2 as an
@@ -50,7 +52,8 @@ ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::Serv
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
-def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = True, local_admission: bool = True):
+def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = True, local_admission: bool = True,
+                     merge_late_reads: bool = True):
     """The synthetic model alone, with `pacing` (stream_interval_ms, stream_items_per_s) over the shipped ones."""
 
     def tweak(config: dict) -> None:
@@ -59,7 +62,8 @@ def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = 
         args = config["applications"][0]["args"]
         args["models"] = [{
             "id": MODEL, "kind": "text", "engine": "synthetic", **pacing,
-            "engine_options": {"tokens_per_s": rate, "default_max_tokens": tokens, "max_model_len": 4096},
+            "engine_options": {"tokens_per_s": rate, "default_max_tokens": tokens, "max_model_len": 4096,
+                               "merge_late_reads": merge_late_reads},
             "deployment": {"num_replicas": 1, "max_ongoing_requests": 1024, "max_queued_requests": 1024,
                            "ray_actor_options": {"num_cpus": 0}}}]
         args["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000,
@@ -185,11 +189,12 @@ class Variant:
     access_log: bool = True
     local_admission: bool = True
     bare_hops: int | None = None  # not None: bench/bare_serve_app.py instead of the endpoint
+    merge_late_reads: bool = True
 
 
 def parse_variant(name: str) -> Variant:
     """`default` (the shipped settings), or parts joined by `+`: `before`, `interval=<ms>`, `items=<n>|none`,
-    `no-access-log`, `exact-limits`, `env:<NAME>=<value>`, `bare=<hops>`."""
+    `no-access-log`, `exact-limits`, `engine-steps`, `env:<NAME>=<value>`, `bare=<hops>`."""
     variant = Variant()
     for part in name.split("+"):
         if part == "default":
@@ -198,6 +203,8 @@ def parse_variant(name: str) -> Variant:
             variant.access_log = False
         elif part == "exact-limits":
             variant.local_admission = False
+        elif part == "engine-steps":
+            variant.merge_late_reads = False
         elif part == "before":
             variant.pacing["stream_interval_ms"] = 0
             variant.env.update(dict.fromkeys(SERVE_ENV))
@@ -221,7 +228,8 @@ def server_for(variant: Variant, args: argparse.Namespace, log_path: Path) -> Se
     if variant.bare_hops == 0:
         return BareUvicorn(args.rate, log_path)
     tweak = (bare_config(variant.bare_hops, args.rate) if variant.bare_hops is not None else
-             synthetic_config(args.rate, args.tokens, variant.pacing, variant.access_log, variant.local_admission))
+             synthetic_config(args.rate, args.tokens, variant.pacing, variant.access_log, variant.local_admission,
+                              variant.merge_late_reads))
     server = ServeRun([KEY], log_path, tweak=tweak)
     for key, value in variant.env.items():
         if value is None:

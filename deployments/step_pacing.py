@@ -29,12 +29,19 @@ def stream_interval(floor_s: float, streams: int, items_per_s: int | None) -> fl
     return max(floor_s, min(streams / items_per_s, MAX_INTERVAL_S))
 
 
-async def paced(steps: AsyncIterator[GenerationStep],
-                interval_s: float | Callable[[], float]) -> AsyncIterator[GenerationStep]:
-    """`interval_s` may be a function, asked before each wait (the load changes while a stream runs)."""
+async def paced(steps: AsyncIterator[GenerationStep], interval_s: float | Callable[[], float],
+                *, engine_merges: bool = False) -> AsyncIterator[GenerationStep]:
+    """`interval_s` may be a function, asked before each wait (the load changes while a stream runs).
+    `engine_merges`: the engine's next step holds everything produced since the last read (vLLM's output
+    collector with DELTA outputs does that), so the engine is read once per interval instead of being drained
+    step by step: no wake-up of this replica per token."""
     interval = interval_s if callable(interval_s) else lambda: interval_s
     if interval() <= 0:
         async for step in steps:
+            yield step
+        return
+    if engine_merges:
+        async for step in _read_once_per_interval(steps, interval):
             yield step
         return
     queue: asyncio.Queue = asyncio.Queue()
@@ -69,3 +76,20 @@ async def paced(steps: AsyncIterator[GenerationStep],
         reader.cancel()  # the caller went away (or the stream ended): stop reading, let the engine abort
         await asyncio.gather(reader, return_exceptions=True)
         await steps.aclose()
+
+
+async def _read_once_per_interval(steps: AsyncIterator[GenerationStep],
+                                  interval: Callable[[], float]) -> AsyncIterator[GenerationStep]:
+    try:
+        wait = False  # the first step goes at once, and the end comes right after the step with usage
+        while True:
+            if wait:
+                await asyncio.sleep(interval())  # the engine merges what it produces meanwhile
+            try:
+                step = await anext(steps)
+            except StopAsyncIteration:
+                return
+            yield step
+            wait = step.usage is None
+    finally:
+        await steps.aclose()  # the caller went away (or the stream ended): the engine aborts the request

@@ -28,7 +28,8 @@ class TextModelServer(ModelReplica):
 
     async def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         with self._counted():
-            async for step in paced(self.engine.generate(request), self._stream_interval):
+            async for step in paced(self.engine.generate(request), self._stream_interval,
+                                    engine_merges=self.engine.merges_steps_for_late_reader):
                 yield step
 
     async def complete(self, request: ChatCompletionRequest | CompletionRequest) -> Completion:

@@ -25,6 +25,10 @@ class Engine(abc.ABC):
 
 
 class TextEngine(Engine):
+    # True when a step read late holds everything produced since the last read (no step is ever queued
+    # behind another): the replica then reads once per stream interval instead of waking for every step.
+    merges_steps_for_late_reader: bool = False
+
     @abc.abstractmethod
     def generate(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         """Steps for a chat or (legacy) completion request, the last one with usage; closing the iterator

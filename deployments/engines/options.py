@@ -78,6 +78,9 @@ class SyntheticOptions(_Options):
     tokens_per_s: float = Field(0.0, ge=0, description="Words emitted per second per request (0: no pause).")
     default_max_tokens: int = Field(16, ge=1, description="Completion length when the request gives none.")
     max_model_len: int = Field(2048, ge=16, description="Context length it pretends to have.")
+    merge_late_reads: bool = Field(
+        True, description="Like vLLM: a step read late holds every word due by then. False: one word per step "
+                          "however late it is read, like the transformers engine.")
 
 
 OPTIONS_BY_ENGINE: dict[str, type[BaseModel]] = {

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from deployments.engines.base import TextEngine
 from deployments.engines.chat_prompt import TextRequest, completion_cap, refuse_far_too_long
 from deployments.engines.options import SyntheticOptions
-from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
+from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage, merge_steps
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.completions import CompletionRequest
 
@@ -26,6 +26,7 @@ TOKENS_PER_IMAGE = 64
 class SyntheticEngine(TextEngine):
     def __init__(self, options: SyntheticOptions) -> None:
         self.options = options
+        self.merges_steps_for_late_reader = options.merge_late_reads
 
     def prompt_tokens(self, request: TextRequest) -> int:
         if isinstance(request, CompletionRequest):
@@ -44,8 +45,8 @@ class SyntheticEngine(TextEngine):
         words = itertools.cycle(WORDS)
         finished = [False] * request.n
         texts = [""] * request.n
-        for produced in range(1, limit + 1):
-            await asyncio.sleep(interval)  # also yields to the event loop at unlimited rates
+
+        def word_step(produced: int) -> GenerationStep:
             deltas = []
             for choice in range(request.n):
                 if finished[choice]:
@@ -60,7 +61,19 @@ class SyntheticEngine(TextEngine):
                 last = produced == limit
                 finished[choice] = last
                 deltas.append(ChoiceDelta(choice, word, "length" if last else None))
-            done = all(finished)
-            yield GenerationStep(deltas, TokenUsage(prompt, produced * request.n) if done else None)
-            if done:
-                return
+            return GenerationStep(deltas, TokenUsage(prompt, produced * request.n) if all(finished) else None)
+
+        loop = asyncio.get_running_loop()
+        start, produced = loop.time(), 0
+        while not all(finished):
+            if interval and self.merges_steps_for_late_reader:
+                await asyncio.sleep(max(0.0, start + (produced + 1) * interval - loop.time()))
+                due = max(produced + 1, int((loop.time() - start) / interval))  # all words due by now
+            else:
+                await asyncio.sleep(interval)  # also yields to the event loop at unlimited rates
+                due = produced + 1
+            batch = []
+            while produced < min(due, limit) and not all(finished):
+                produced += 1
+                batch.append(word_step(produced))
+            yield merge_steps(batch)

@@ -41,6 +41,9 @@ def engine_args(model_path: str, options: VLLMOptions):
 
 
 class VLLMEngine(TextEngine):
+    # AsyncLLM's RequestOutputCollector merges DELTA outputs that the reader has not taken yet.
+    merges_steps_for_late_reader = True
+
     def __init__(self, model_path: str, options: VLLMOptions, multimodal: bool = False) -> None:
         from transformers import AutoProcessor, AutoTokenizer
         from vllm.v1.engine.async_llm import AsyncLLM

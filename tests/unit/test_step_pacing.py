@@ -4,6 +4,7 @@ come faster than it; nothing held when they come slower; errors and early closes
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -100,3 +101,55 @@ def test_an_interval_function_is_asked_again_before_each_wait():
     items = asyncio.run(gather(paced(engine(20, 0.002), interval)))
     assert "".join(d.text for item in items for d in item.deltas) == "".join(f"w{i} " for i in range(1, 21))
     assert len(asked) >= len(items)  # once up front, then before every merged item after the first
+
+
+async def clock_engine(words: int, every_s: float, reads: list, closed: list | None = None):
+    """Like vLLM's output collector: a read returns every word produced since the last one (waiting only when
+    none is due yet)."""
+    loop = asyncio.get_running_loop()
+    start, sent = loop.time(), 0
+    try:
+        while sent < words:
+            await asyncio.sleep(max(0.0, start + (sent + 1) * every_s - loop.time()))
+            due = min(words, max(sent + 1, int((loop.time() - start) / every_s)))
+            reads.append(due - sent)
+            text = "".join(f"w{i} " for i in range(sent + 1, due + 1))
+            sent = due
+            last = sent == words
+            yield GenerationStep([ChoiceDelta(0, text, "length" if last else None)],
+                                 TokenUsage(3, words) if last else None)
+    finally:
+        if closed is not None:
+            closed.append(True)
+
+
+def test_an_engine_that_merges_is_read_once_per_interval():
+    reads: list[int] = []
+    items = asyncio.run(gather(paced(clock_engine(60, 0.002, reads), 0.03, engine_merges=True)))
+    assert items[0].deltas[0].text == "w1 "  # the first token is not held back
+    assert "".join(d.text for item in items for d in item.deltas) == "".join(f"w{i} " for i in range(1, 61))
+    assert items[-1].usage == TokenUsage(3, 60) and items[-1].deltas[-1].finish_reason == "length"
+    assert len(reads) == len(items) < 20  # one read per item: the engine was not drained step by step
+    assert max(reads) > 1
+
+
+def test_a_merging_engine_is_closed_when_the_caller_leaves_and_its_error_arrives():
+    closed: list[bool] = []
+
+    async def leave():
+        stream = paced(clock_engine(1000, 0.001, [], closed), 0.01, engine_merges=True)
+        await anext(stream)
+        await anext(stream)
+        await stream.aclose()
+
+    asyncio.run(leave())
+    assert closed == [True]
+    with pytest.raises(RuntimeError, match="engine failed"):
+        asyncio.run(gather(paced(engine(10, 0.001, fail_after=4), 0.01, engine_merges=True)))
+
+
+def test_a_merging_engine_stream_ends_right_after_its_last_step():
+    t0 = time.monotonic()
+    items = asyncio.run(gather(paced(clock_engine(3, 0.001, []), 0.3, engine_merges=True)))
+    assert items[-1].usage == TokenUsage(3, 3)
+    assert time.monotonic() - t0 < 0.55  # one interval after the first step, not a second one before the end

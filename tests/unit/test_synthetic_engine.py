@@ -8,7 +8,7 @@ import time
 import pytest
 
 from deployments.engines.options import SyntheticOptions
-from deployments.engines.synthetic import SyntheticEngine
+from deployments.engines.synthetic import WORDS, SyntheticEngine
 from serve_app.contract import collect
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -43,3 +43,22 @@ def test_words_come_at_the_configured_rate():
     started = time.monotonic()
     asyncio.run(collect(engine.generate(request(max_tokens=20)), 1))
     assert 0.18 <= time.monotonic() - started < 1.0
+
+
+async def read_late(engine: SyntheticEngine, max_tokens: int, late_s: float) -> list[str]:
+    """Each step's text, reading the first at once and every later one `late_s` after the previous."""
+    steps = engine.generate(request(max_tokens=max_tokens))
+    texts = []
+    async for step in steps:
+        texts.append("".join(d.text for d in step.deltas))
+        await asyncio.sleep(late_s)
+    return texts
+
+
+def test_a_late_read_gets_every_word_due_by_then_unless_told_otherwise():
+    merged = asyncio.run(read_late(SyntheticEngine(SyntheticOptions(tokens_per_s=200)), 40, 0.05))
+    assert "".join(merged).split() == (list(WORDS) * 5)[:40]
+    assert len(merged) < 12 and max(len(text.split()) for text in merged) > 1
+    one_by_one = asyncio.run(read_late(SyntheticEngine(SyntheticOptions(tokens_per_s=200, merge_late_reads=False)),
+                                       8, 0.02))
+    assert [len(text.split()) for text in one_by_one] == [1] * 8
