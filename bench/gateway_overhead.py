@@ -52,24 +52,34 @@ ROLES = {"proxy": "ray::ProxyActor", "haproxy": "haproxy", "gateway": "ray::Serv
          "model": f"ray::ServeReplica:endpoint:model-{MODEL}"}
 
 
-def synthetic_config(rate: float, tokens: int, pacing: dict, access_log: bool = True, local_admission: bool = True,
-                     merge_late_reads: bool = True):
-    """The synthetic model alone, with `pacing` (stream_interval_ms, stream_items_per_s) over the shipped ones."""
+@dataclass
+class Variant:
+    pacing: dict = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)  # None: unset it (Ray's default)
+    access_log: bool = True
+    local_admission: bool = True
+    bare_hops: int | None = None  # not None: bench/bare_serve_app.py instead of the endpoint
+    merge_late_reads: bool = True
+
+
+def synthetic_config(rate: float, tokens: int, variant: Variant):
+    """The synthetic model alone, with the variant's pacing (stream_interval_ms, stream_items_per_s) over the
+    shipped ones, its access log, admission and engine settings."""
 
     def tweak(config: dict) -> None:
-        if not access_log:
+        if not variant.access_log:
             config["applications"][0]["logging_config"] = {"enable_access_log": False}
         args = config["applications"][0]["args"]
         args["models"] = [{
-            "id": MODEL, "kind": "text", "engine": "synthetic", **pacing,
+            "id": MODEL, "kind": "text", "engine": "synthetic", **variant.pacing,
             "engine_options": {"tokens_per_s": rate, "default_max_tokens": tokens, "max_model_len": 4096,
-                               "merge_late_reads": merge_late_reads},
+                               "merge_late_reads": variant.merge_late_reads},
             "deployment": {"num_replicas": 1, "max_ongoing_requests": 1024, "max_queued_requests": 1024,
                            "ray_actor_options": {"num_cpus": 0}}}]
         args["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000,
                                "max_concurrent_requests": 10_000}
         args["ingress"] = {"deployment": {"num_replicas": 1, "max_ongoing_requests": 2048},
-                           "local_admission": local_admission}
+                           "local_admission": variant.local_admission}
     return tweak
 
 
@@ -182,16 +192,6 @@ def measure(server: ServeRun | BareUvicorn, streams: int, rounds: int, tokens: i
             "cpu_ms_per_1000_tokens": {r: 1e6 * v / max(delivered, 1) for r, v in spent.items()}}
 
 
-@dataclass
-class Variant:
-    pacing: dict = field(default_factory=dict)
-    env: dict[str, str | None] = field(default_factory=dict)  # None: unset it (Ray's default)
-    access_log: bool = True
-    local_admission: bool = True
-    bare_hops: int | None = None  # not None: bench/bare_serve_app.py instead of the endpoint
-    merge_late_reads: bool = True
-
-
 def parse_variant(name: str) -> Variant:
     """`default` (the shipped settings), or parts joined by `+`: `before`, `interval=<ms>`, `items=<n>|none`,
     `no-access-log`, `exact-limits`, `engine-steps`, `env:<NAME>=<value>`, `bare=<hops>`."""
@@ -228,8 +228,7 @@ def server_for(variant: Variant, args: argparse.Namespace, log_path: Path) -> Se
     if variant.bare_hops == 0:
         return BareUvicorn(args.rate, log_path)
     tweak = (bare_config(variant.bare_hops, args.rate) if variant.bare_hops is not None else
-             synthetic_config(args.rate, args.tokens, variant.pacing, variant.access_log, variant.local_admission,
-                              variant.merge_late_reads))
+             synthetic_config(args.rate, args.tokens, variant))
     server = ServeRun([KEY], log_path, tweak=tweak)
     for key, value in variant.env.items():
         if value is None:
