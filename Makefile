@@ -8,6 +8,8 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 CONFIG ?= config/cpu.yaml
 # Ray Serve's settings for the endpoint (why: comments in the file); the tests and cluster.yaml read it too.
 SERVE_ENV := $(shell grep -v '^\#' config/serve.env | grep .)
+# `make run HAPROXY=1`: HAProxy as Serve's ingress, as cluster.yaml starts it (config/haproxy.env says why not always).
+HAPROXY_ENV := $(shell grep -v '^\#' config/haproxy.env | grep .)
 
 .PHONY: install system-deps run test lint unit e2e key bench clean
 
@@ -39,7 +41,8 @@ system-deps:
 run: install
 	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \
 	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
-	env $(SERVE_ENV) $(BIN)/serve run $(CONFIG)
+	$(if $(HAPROXY),install -d -m 700 $$HOME/.ray-haproxy)
+	env $(SERVE_ENV) $(if $(HAPROXY),$(HAPROXY_ENV)) $(BIN)/serve run $(CONFIG)
 
 test: install system-deps lint
 	$(BIN)/python -m pytest

@@ -7,7 +7,13 @@ ingress-facing behaviour under it in every run, on the synthetic engine so it st
 
 from __future__ import annotations
 
+import os
+import socket
+import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -33,12 +39,25 @@ def haproxy_config(config: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def haproxy_endpoint(tmp_path_factory) -> str:
+def haproxy_run(tmp_path_factory) -> ServeRun:
     server = ServeRun([API_KEY], tmp_path_factory.mktemp("haproxy") / "serve-run.log", tweak=haproxy_config)
-    server.env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    server.env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # with the rest of config/haproxy.env, as cluster.yaml has it
     with server:
         assert "HAProxy is enabled in ServeController" in server.log_tail(10**6), "serve run did not start HAProxy"
-        yield server.url
+        yield server
+
+
+@pytest.fixture(scope="module")
+def haproxy_endpoint(haproxy_run) -> str:
+    return haproxy_run.url
+
+
+def admin_command(path: Path, command: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as admin:
+        admin.settimeout(10)
+        admin.connect(str(path))
+        admin.sendall(command.encode() + b"\n")
+        return b"".join(iter(lambda: admin.recv(65536), b"")).decode()
 
 
 def chat(url: str, **extra) -> httpx.Response:
@@ -93,3 +112,19 @@ def test_a_client_that_goes_away_frees_its_place(haproxy_endpoint):
     while (after := chat(haproxy_endpoint)).status_code == 429 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert after.status_code == 200, after.text  # freed long before the abandoned stream's 20,000 tokens
+
+
+def test_the_admin_socket_and_config_are_in_a_folder_only_the_ray_user_can_enter(haproxy_run):
+    """Ray's default keeps them in /tmp/haproxy-serve, the socket at `mode 666 level admin` (config/haproxy.env)."""
+    home = haproxy_run.haproxy_home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700 and home.stat().st_uid == os.geteuid()
+    (admin,) = home.glob("*/admin.sock")
+    (config,) = home.glob("*/haproxy.cfg")
+    assert admin.is_socket() and f"stats socket {admin} " in config.read_text()
+    assert "Name: HAProxy" in admin_command(admin, "show info")  # the live HAProxy's socket, not a leftover
+    assert not (Path("/tmp/haproxy-serve") / admin.parent.name).exists()  # nothing of this node in Ray's default
+    if os.geteuid() == 0:  # another local user (nobody) cannot reach the socket
+        other = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                                f"import socket; socket.socket(socket.AF_UNIX).connect({str(admin)!r})"],
+                               capture_output=True, text=True, timeout=60)
+        assert other.returncode != 0 and "PermissionError" in other.stderr, other.stderr

@@ -22,10 +22,19 @@ from tests.support.models import CPU_CONFIG, REPO, load_config
 from tests.support.ports import free_port
 
 
+def env_file(name: str) -> dict[str, str]:
+    lines = (REPO / "config" / name).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
 def serve_env() -> dict[str, str]:
     """config/serve.env, which `make run` and cluster.yaml use too: the tests run the product as shipped."""
-    lines = (REPO / "config" / "serve.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return env_file("serve.env")
+
+
+def haproxy_env(home: Path) -> dict[str, str]:
+    """config/haproxy.env as cluster.yaml's `ray start` lines read it, with `home` for the Ray user's $HOME."""
+    return {name: value.replace("${HOME}", str(home)) for name, value in env_file("haproxy.env").items()}
 
 
 SERVE_ENV = serve_env()
@@ -125,9 +134,15 @@ class ServeRun:
         self.env = {**os.environ, "ENDPOINT_API_KEYS": ",".join(api_keys), "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_TMPDIR": str(self.ray_dir), **SERVE_ENV}
         self.env.pop("RAY_ADDRESS", None)
+        self.haproxy_user_home: Path | None = None
 
     def __enter__(self) -> ServeRun:
         if self.env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+            # As cluster.yaml starts it: HAProxy's files in a private folder, this run's own. Its own short $HOME:
+            # HAProxy binds the admin socket as `<path>.<pid>.tmp`, which must fit in 107 bytes.
+            self.haproxy_user_home = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+            self.env.update(haproxy_env(self.haproxy_user_home))
+            self.haproxy_home.mkdir(mode=0o700)  # cluster.yaml: install -d -m 700
             # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): a second cluster on the
             # box would fail to start.
             for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
@@ -138,6 +153,11 @@ class ServeRun:
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(answers_200(self.url + "/health"), 240, "serve run /health", check=self._check_alive)
         return self
+
+    @property
+    def haproxy_home(self) -> Path:
+        """The folder of HAProxy's config and admin socket (config/haproxy.env)."""
+        return Path(self.env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
 
     @property
     def session_dir(self) -> Path:
@@ -163,6 +183,8 @@ class ServeRun:
         stop_process_group(self.proc)  # Ctrl-C: serve run tears down the app and its local Ray cluster
         self._log.close()
         shutil.rmtree(self.ray_dir, ignore_errors=True)
+        if self.haproxy_user_home is not None:
+            shutil.rmtree(self.haproxy_user_home, ignore_errors=True)
 
 
 def stop_process_group(proc: subprocess.Popen, grace_s: float = 60) -> None:

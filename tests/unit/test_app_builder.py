@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -147,17 +149,40 @@ def test_unknown_vllm_option_is_refused_by_name():
 
 
 def test_make_run_the_tests_and_the_cluster_read_serve_env_and_the_cluster_adds_haproxy():
-    from tests.support.servers import SERVE_ENV
+    from tests.support.servers import SERVE_ENV, env_file
 
     assert SERVE_ENV["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"
-    shown = subprocess.run(["make", "-n", "--no-print-directory", "run", "ENDPOINT_API_KEYS=x"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    shown = next(line for line in shown if "serve run" in line)
-    assert shown.startswith("env " + " ".join(f"{k}={v}" for k, v in SERVE_ENV.items()) + " ")
+    haproxy = env_file("haproxy.env")
+    assert haproxy["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "RAY_SERVE_ENABLE_HA_PROXY" not in SERVE_ENV
+
+    def make_run(*args: str) -> str:
+        shown = subprocess.run(["make", "-n", "--no-print-directory", "run", "ENDPOINT_API_KEYS=x", *args], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+        return next(line for line in shown if "serve run" in line)
+
+    assert make_run().startswith("env " + " ".join(f"{k}={v}" for k, v in SERVE_ENV.items()) + " ")
+    with_haproxy = {**SERVE_ENV, **haproxy}  # make run HAPROXY=1: on one machine, as clusters run it
+    assert make_run("HAPROXY=1").startswith("env " + " ".join(f"{k}={v}" for k, v in with_haproxy.items()) + " ")
     starts = yaml.safe_load((REPO / "cluster.yaml").read_text())
     for command in starts["head_start_ray_commands"][-1:] + starts["worker_start_ray_commands"][-1:]:
-        assert ". /home/ray/endpoint/config/serve.env; set +a; ray start" in command
-        assert "export RAY_SERVE_ENABLE_HA_PROXY=1;" in command  # clusters only: make run keeps Serve's proxy
-    assert "RAY_SERVE_ENABLE_HA_PROXY" not in SERVE_ENV
+        # HAProxy on clusters only, its files in a folder made private before Ray starts
+        assert ("install -d -m 700 ~/.ray-haproxy; set -a; . /home/ray/endpoint/config/serve.env; "
+                ". /home/ray/endpoint/config/haproxy.env; set +a; ray start") in command
+    assert haproxy["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] == "${HOME}/.ray-haproxy"
     mounted = starts["file_mounts"]["/home/ray/endpoint"]
-    assert (REPO / mounted / "config" / "serve.env").is_file()
+    assert (REPO / mounted / "config" / "serve.env").is_file() and (REPO / mounted / "config" / "haproxy.env").is_file()
+
+
+def test_haproxy_env_moves_every_file_ray_keeps_in_tmp_into_the_private_folder():
+    """Ray 2.60 keeps HAProxy's admin socket (mode 666, level admin) and config in /tmp/haproxy-serve; a Ray
+    upgrade that adds another such path fails here until config/haproxy.env moves it too."""
+    from tests.support.servers import env_file
+
+    shown = subprocess.run([sys.executable, "-c", "import json; from ray.serve._private import constants as c; "
+                            "print(json.dumps({k: v for k, v in vars(c).items() if isinstance(v, str)}))"],
+                           env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, check=True).stdout
+    in_tmp = {name for name, value in json.loads(shown).items() if value.startswith("/tmp/haproxy")}
+    haproxy = env_file("haproxy.env")
+    assert len(in_tmp) == 5 and in_tmp <= haproxy.keys()
+    base = haproxy["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
+    assert all(haproxy[name] == base or haproxy[name].startswith(base + "/") for name in in_tmp)
