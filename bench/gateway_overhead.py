@@ -13,6 +13,7 @@ Variants (`--variants`) run in turns, level by level, repeat by repeat, so each 
   items=<n>|none       stream_items_per_s: the interval grows with the streams in flight (none: fixed)
   no-access-log        Serve's own per-request access lines off (tried: no gain, not shipped)
   exact-limits         every request asks the shared rate limiter first (ingress.local_admission: false)
+  gateways=<n>         n gateway replicas instead of 1 (config/gpu.yaml runs at least 2)
   engine-steps         the synthetic engine yields one word per step however late it is read, so the
                        replica drains it step by step (as before engines could merge for a late reader)
   env:<NAME>=<value>   `serve run` with that environment variable (e.g. env:RAY_worker_niceness=0)
@@ -60,6 +61,7 @@ class Variant:
     local_admission: bool = True
     bare_hops: int | None = None  # not None: bench/bare_serve_app.py instead of the endpoint
     merge_late_reads: bool = True
+    gateways: int = 1  # gateway (ingress) replicas
 
 
 def synthetic_config(rate: float, tokens: int, variant: Variant):
@@ -78,7 +80,7 @@ def synthetic_config(rate: float, tokens: int, variant: Variant):
                            "ray_actor_options": {"num_cpus": 0}}}]
         args["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000,
                                "max_concurrent_requests": 10_000}
-        args["ingress"] = {"deployment": {"num_replicas": 1, "max_ongoing_requests": 2048},
+        args["ingress"] = {"deployment": {"num_replicas": variant.gateways, "max_ongoing_requests": 2048},
                            "local_admission": variant.local_admission}
     return tweak
 
@@ -217,6 +219,8 @@ def parse_variant(name: str) -> Variant:
         elif part.startswith("env:"):
             key, value = part[4:].split("=", 1)
             variant.env[key] = value
+        elif part.startswith("gateways="):
+            variant.gateways = int(part.split("=", 1)[1])
         elif part.startswith("bare="):
             variant.bare_hops = int(part.split("=", 1)[1])
         else:
