@@ -4,7 +4,7 @@ compared with what the engine emitted.
 
 Per level (streams in flight): delivered tokens/s vs emitted (streams x rate), TTFT p50 minus the engine's
 own first-token time (one emission interval), and CPU time per process role (Serve proxy, gateway replica,
-model replica, the bench client) per request and per 1,000 streamed tokens.
+model replica, the bench client, the rest of the Ray cluster) per request and per 1,000 streamed tokens.
 
 Variants (`--variants`) run in turns, level by level, repeat by repeat, so each sees the same machine:
   default              the shipped settings (stream pacing, config/serve.env)
@@ -117,16 +117,21 @@ class BareUvicorn:
 
 
 def role_processes(server: ServeRun | BareUvicorn) -> dict[str, list[psutil.Process]]:
-    found: dict[str, list[psutil.Process]] = {role: [] for role in ROLES}
+    """Each role's processes; `ray`: the rest of this run's cluster (GCS, raylet, log monitor, dashboard,
+    controller, the `serve run` driver), whose CPU the roles above do not show."""
+    found: dict[str, list[psutil.Process]] = {role: [] for role in ROLES} | {"ray": []}
     if isinstance(server, BareUvicorn):  # its one process does the gateway's and the model's work
         return {**found, "gateway": [psutil.Process(server.proc.pid)], "client": [psutil.Process()]}
-    session = str(server.ray_dir)  # this run's processes only (haproxy: by its config under the Ray folder)
+    session = str(server.ray_dir)  # this run's processes only (haproxy: by the RAY_TMPDIR it inherits)
     for proc in psutil.process_iter(["cmdline", "environ"]):
         title = " ".join(proc.info["cmdline"] or [])
         mine = session in title or (proc.info["environ"] or {}).get("RAY_TMPDIR") == session
-        for role, prefix in ROLES.items():
-            if mine and (title.startswith(prefix) or (role == "haproxy" and title.split(" ")[0].endswith(prefix))):
-                found[role].append(proc)
+        roles = [role for role, prefix in ROLES.items() if mine and (
+            title.startswith(prefix) or (role == "haproxy" and title.split(" ")[0].endswith(prefix)))]
+        for role in roles:
+            found[role].append(proc)
+        if mine and not roles:
+            found["ray"].append(proc)
     found["client"] = [psutil.Process()]
     return found
 
@@ -278,13 +283,13 @@ def main() -> None:
             row[key] = {r: statistics.median(s[key][r] for s in samples) for r in samples[0][key]}
         rows.append(row)
     print(f"\n{'variant':<28}{'streams':>8}{'delivered':>11}{'vs emitted':>11}{'+TTFT p50':>11}"
-          f"{'CPU ms/1k tok (proxy+haproxy/gateway/model/client)':>54}")
+          f"{'CPU ms/1k tok (proxy+haproxy/gateway/model/client/rest of Ray)':>63}")
     for row in rows:
         cpu = row["cpu_ms_per_1000_tokens"]
         print(f"{row['variant']:<28}{row['streams']:>8}{row['delivered_tok_s']:>11.0f}"
               f"{row['delivered_vs_emitted']:>10.2f}x{row['added_ttft_p50_ms']:>9.1f}ms"
               f"{cpu['proxy'] + cpu['haproxy']:>14.0f}{cpu['gateway']:>9.0f}{cpu['model']:>9.0f}"
-              f"{cpu['client']:>9.0f}")
+              f"{cpu['client']:>9.0f}{cpu['ray']:>9.0f}")
     RESULTS.mkdir(exist_ok=True)
     out = Path(args.out)
     out.write_text(json.dumps({"rate": args.rate, "tokens": args.tokens, "rounds": args.rounds,
