@@ -1,7 +1,8 @@
 """The response cache's storage: payloads by key in the state store, bounded in size, each with a TTL.
 
 Reads are on the request path, so they are bounded by a short timeout and any failure is a miss; writes
-happen after the answer is sent."""
+happen after the answer is sent, and until one lands this replica answers that key from memory (a repeat sent at
+once still hits here; on another gateway replica it may miss until the write lands)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ class CacheStorage:
         self.read_timeout_s = read_timeout_s
         self._writes = 0
         self._tasks: set[asyncio.Task] = set()
+        self._in_flight: dict[str, str] = {}  # payloads by key while their write is under way
 
     async def get(self, key: str) -> str | None:
+        if (payload := self._in_flight.get(key)) is not None:
+            return payload
         try:
             return await asyncio.wait_for(self._get(key), self.read_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a slow or failed store must not fail the request: a miss
@@ -43,9 +47,16 @@ class CacheStorage:
 
     def put(self, key: str, model: str, payload: str, ttl_s: float) -> None:
         """Store in the background (never delays the answer); a failed write only costs a later miss."""
+        self._in_flight[key] = payload
         task = asyncio.get_running_loop().create_task(self._put(key, model, payload, ttl_s))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def landed(done: asyncio.Task) -> None:
+            self._tasks.discard(done)
+            if self._in_flight.get(key) is payload:  # not a later write of the same key
+                del self._in_flight[key]
+
+        task.add_done_callback(landed)
 
     async def _put(self, key: str, model: str, payload: str, ttl_s: float) -> None:
         now = time.time()

@@ -197,6 +197,38 @@ def test_cache_entries_expire_and_stay_within_bounds(store_url):
     assert kept == [None, None, "payload 2", "payload 3", "payload 4"]
 
 
+def test_a_cache_read_right_after_a_write_sees_it_before_the_write_lands(store_url):
+    """A repeat sent at once must not miss because the first answer's background write is still under way."""
+    async def check():
+        store = StateStore(store_url)
+        cache = CacheStorage(store, max_entries=10)
+        gates: dict[str, asyncio.Event] = {"first": asyncio.Event(), "second": asyncio.Event()}
+        write = cache._put
+
+        async def held_write(key, model, payload, ttl_s):  # each write lands when the test lets it
+            await gates[payload].wait()
+            await write(key, model, payload, ttl_s)
+
+        cache._put = held_write
+        cache.put("k", "m", "first", ttl_s=60)
+        cache.put("k", "m", "second", ttl_s=60)
+        seen = {"store before any write": await cache._get("k"), "at once": await cache.get("k")}
+        gates["first"].set()
+        while len(cache._tasks) > 1:
+            await asyncio.sleep(0.01)
+        seen["first landed, second in flight"] = await cache.get("k")  # not the older payload from the store
+        gates["second"].set()
+        await cache.drain()
+        seen["both landed"] = await cache.get("k")
+        await store.dispose()
+        return seen, cache._in_flight
+
+    seen, in_flight = run(check())
+    assert seen == {"store before any write": None, "at once": "second", "first landed, second in flight": "second",
+                    "both landed": "second"}
+    assert in_flight == {}  # memory holds nothing once the writes have landed
+
+
 def test_budgets_refuse_once_spent_and_say_when_they_reset(store_url):
     async def check():
         store = StateStore(store_url)
