@@ -155,10 +155,10 @@ def test_make_run_the_tests_and_the_cluster_read_serve_env_and_the_cluster_adds_
     haproxy = env_file("haproxy.env")
     assert haproxy["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "RAY_SERVE_ENABLE_HA_PROXY" not in SERVE_ENV
 
-    def make_run(*args: str) -> str:
+    def make_run(*args: str, command: str = "serve run") -> str:
         shown = subprocess.run(["make", "-n", "--no-print-directory", "run", "ENDPOINT_API_KEYS=x", *args], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout.splitlines()
-        return next(line for line in shown if "serve run" in line)
+        return next(line for line in shown if command in line)
 
     assert make_run().startswith("env " + " ".join(f"{k}={v}" for k, v in SERVE_ENV.items()) + " ")
     with_haproxy = {**SERVE_ENV, **haproxy}  # make run HAPROXY=1: on one machine, as clusters run it
@@ -169,6 +169,7 @@ def test_make_run_the_tests_and_the_cluster_read_serve_env_and_the_cluster_adds_
         assert ("install -d -m 700 ~/.ray-haproxy; set -a; . /home/ray/endpoint/config/serve.env; "
                 ". /home/ray/endpoint/config/haproxy.env; set +a; ray start") in command
     assert haproxy["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] == "${HOME}/.ray-haproxy"
+    assert make_run("HAPROXY=1", command="install -d") == "install -d -m 700 $HOME/.ray-haproxy"  # the same folder
     mounted = starts["file_mounts"]["/home/ray/endpoint"]
     assert (REPO / mounted / "config" / "serve.env").is_file() and (REPO / mounted / "config" / "haproxy.env").is_file()
 
