@@ -111,6 +111,23 @@ def test_brackets_inside_strings_do_not_count_as_elements():
     assert count_elements(('{"a": "' + text + '"}').encode()) < 10
 
 
+def test_an_unterminated_string_of_escaped_quotes_is_refused_at_once(client):
+    # Each `\"` used to start a scan to the end of the body: 84 KB held the event loop for 12 s, 200 KB ~70 s.
+    raw = b'{' + b'"a":1,' * 600 + b'"b":"' + b'\\"' * 100_000
+    started = time.monotonic()
+    r = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "could not parse" in r.json()["error"]["message"]
+    assert time.monotonic() - started < 5
+
+
+def test_an_unterminated_string_counts_as_one_value():
+    from serve_app.gateway.json_guard import count_elements
+
+    prefix = b'{' + b'"a":1,' * 600 + b'"b":"'  # 1 + 600 * 2 + 1 structural characters before the string
+    assert count_elements(prefix + b'[,:{' * 300) == 1202
+    assert count_elements(prefix + b'x\\') == 1202  # ending in a lone backslash
+
+
 def test_a_body_that_arrives_too_slowly_is_408():
     import asyncio
 
