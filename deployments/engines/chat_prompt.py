@@ -135,7 +135,10 @@ def encode_chat(tokenizer, request: TextRequest, max_model_len: int) -> list[int
     """Prompt token ids: the chat template for chat requests, the raw prompt for (legacy) completions."""
     refuse_far_too_long(request, max_model_len)
     if isinstance(request, CompletionRequest):
-        return tokenizer(request.prompts()[0]).input_ids
+        ids = tokenizer(request.prompts()[0]).input_ids
+        if not ids:  # a tokenizer that adds no BOS makes "" nothing to condition on (vLLM: the same 400)
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+        return ids
     return tokenizer(render_chat(tokenizer, request), add_special_tokens=False).input_ids
 
 
@@ -178,11 +181,16 @@ def completion_cap(request: ChatCompletionRequest, max_model_len: int, prompt_to
     here (the engine then enforces the context on its own)."""
     budget = request.token_budget()
     if prompt_tokens is None:
-        return budget or default_max_tokens
-    room = max_model_len - prompt_tokens
-    if room < 1 or (budget is not None and budget > room):
-        raise context_overflow(max_model_len, prompt_tokens, budget or 1)
-    return min(budget or default_max_tokens, room)
+        cap = budget or default_max_tokens
+    else:
+        room = max_model_len - prompt_tokens
+        if room < 1 or (budget is not None and budget > room):
+            raise context_overflow(max_model_len, prompt_tokens, budget or 1)
+        cap = min(budget or default_max_tokens, room)
+    if request.min_tokens > cap:  # both engines refuse alike (vLLM's SamplingParams would raise)
+        raise InvalidRequest(f"min_tokens ({request.min_tokens}) must be at most the completion's maximum of {cap} "
+                             "tokens (max_tokens, or the model's default and the context left).", param="min_tokens")
+    return cap
 
 
 def context_overflow(max_model_len: int, prompt_tokens: int, completion_tokens: int) -> InvalidRequest:

@@ -23,7 +23,7 @@ from deployments.engines.chat_prompt import (
 from deployments.engines.compute_priority import lowered_processes_started_within
 from deployments.engines.options import VLLMOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
-from serve_app.errors import InvalidRequest
+from serve_app.errors import InvalidRequest, ServerError
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
 
@@ -72,24 +72,26 @@ class VLLMEngine(TextEngine):
         from vllm.sampling_params import RequestOutputKind
 
         prompt, prompt_len = await self._prompt(request)
-        params = SamplingParams(
-            **_sampling_fields(request),
-            n=request.n,
-            stop=request.stop_list() or None,
-            max_tokens=completion_cap(request, self.max_model_len, prompt_len, self.default_max_tokens),
-            logprobs=request.top_logprobs_wanted(),
-            output_kind=RequestOutputKind.DELTA,
-            structured_outputs=_structured(request),
-        )
+        top = request.top_logprobs_wanted()
         completion_tokens = 0
         try:
+            params = SamplingParams(
+                **_sampling_fields(request),
+                n=request.n,
+                stop=request.stop_list() or None,
+                max_tokens=completion_cap(request, self.max_model_len, prompt_len, self.default_max_tokens),
+                logprobs=top,
+                output_kind=RequestOutputKind.DELTA,
+                structured_outputs=_structured(request),
+            )
             async for output in self.engine.generate(prompt, params, f"chat-{uuid.uuid4().hex}"):
                 deltas = []
                 for choice in output.outputs:
                     completion_tokens += len(choice.token_ids)
-                    if choice.text or choice.finish_reason:
-                        top = request.top_logprobs_wanted()
-                        entries = _logprob_entries(choice, top) if top is not None else None
+                    # Tokens whose text vLLM holds back (a possible stop string, a partial character) still
+                    # carry their logprobs: the entries go now, the text with a later delta.
+                    entries = _logprob_entries(choice, top) if top is not None and choice.token_ids else None
+                    if choice.text or choice.finish_reason or entries:
                         deltas.append(ChoiceDelta(choice.index, choice.text, _finish(choice.finish_reason), entries))
                 usage = TokenUsage(len(output.prompt_token_ids or []), completion_tokens) if output.finished else None
                 if deltas or usage:
@@ -117,6 +119,9 @@ def _sampling_fields(request: ChatCompletionRequest) -> dict:
     fields = dataclasses.asdict(sampling)
     fields["stop_token_ids"] = list(sampling.stop_token_ids) or None
     fields["logit_bias"] = dict(sampling.logit_bias) or None
+    if fields["seed"] is not None and fields["seed"] + request.n - 1 >= 2**64:
+        # vLLM seeds choice i with seed + i, sent as a msgpack integer: wrap before it overflows 64 bits.
+        fields["seed"] -= 2**64
     return fields
 
 
@@ -145,7 +150,11 @@ def _token_entry(candidate) -> dict:
 
 
 def _finish(reason: str | None) -> str | None:
-    # vLLM says "abort" for requests it cut short; OpenAI clients know stop / length only.
+    """OpenAI's finish reason for vLLM's. "error" is the engine failing the request (a grammar it could not
+    compile, a KV load that failed): a server error, never an answer that looks complete. "abort" (cut short)
+    and "repetition" become "stop": OpenAI clients know stop / length only."""
+    if reason == "error":
+        raise ServerError()
     return None if reason is None else ("length" if reason == "length" else "stop")
 
 

@@ -195,3 +195,20 @@ def test_a_burst_after_concurrent_load_shares_one_prefill_and_a_lone_request_nev
         assert prefills == [4]
     finally:
         engine.shutdown()
+
+
+def test_an_empty_legacy_prompt_is_a_400_not_a_crashed_batch(hf_engine):
+    from serve_app.protocol.completions import CompletionRequest
+
+    with pytest.raises(InvalidRequest) as err:  # SmolLM2's tokenizer adds no BOS: "" is no token at all
+        asyncio.run(collect(hf_engine.generate(CompletionRequest(model="m", prompt="", max_tokens=4)), 1))
+    assert err.value.param == "prompt"
+    assert asyncio.run(collect(hf_engine.generate(chat(temperature=0, max_tokens=4)), 1)).usage.completion_tokens == 4
+
+
+def test_min_tokens_beyond_the_completions_maximum_is_a_400(hf_engine):
+    with pytest.raises(InvalidRequest) as err:
+        asyncio.run(collect(hf_engine.generate(chat(max_tokens=8, min_tokens=9)), 1))
+    assert err.value.param == "min_tokens"
+    with pytest.raises(InvalidRequest):  # no max_tokens: the model's default caps the completion
+        asyncio.run(collect(hf_engine.generate(chat(min_tokens=hf_engine.options.default_max_tokens + 1)), 1))

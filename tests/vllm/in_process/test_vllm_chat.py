@@ -65,6 +65,17 @@ def test_max_tokens_and_n(client):
     assert [c.finish_reason for c in r.choices] == ["length", "length"] and r.usage.completion_tokens == 10
 
 
+def test_parameters_vllm_would_refuse_are_400s_and_a_seed_near_2_64_still_serves_n_choices(client):
+    with pytest.raises(openai.BadRequestError) as err:  # the engine's default cap is 512 tokens
+        client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, extra_body={"min_tokens": 600})
+    assert err.value.body["param"] == "min_tokens"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model=CHAT_MODEL, prompt="", max_tokens=4)
+    assert err.value.body["param"] == "prompt"
+    r = client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, max_tokens=3, n=2, seed=2**64 - 1)
+    assert len(r.choices) == 2 and r.usage.completion_tokens == 6
+
+
 def test_stop_strings_end_the_text_and_never_leak(client):
     r = client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=20,
                                        stop=[" Paris"])
