@@ -74,7 +74,9 @@ class SamplingRequest(BaseModel):
     @field_validator("logit_bias")
     @classmethod
     def _token_ids(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
-        if bias is not None and (len(bias) > MAX_LOGIT_BIAS or not all(k.isdigit() for k in bias)):
+        # isdecimal() alone lets "²" or "٣" through, and 5,000 digits exceed int()'s limit: ASCII, a 32-bit id.
+        if bias is not None and (len(bias) > MAX_LOGIT_BIAS or not all(
+                k.isascii() and k.isdecimal() and len(k) <= 10 and int(k) < 2**31 for k in bias)):
             raise ValueError(f"logit_bias maps at most {MAX_LOGIT_BIAS} token ids (as strings of digits) to biases")
         return bias
 

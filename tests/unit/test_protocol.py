@@ -48,6 +48,9 @@ def test_max_completion_tokens_wins_over_max_tokens():
     ({"model": "m", "messages": MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs", "less than or equal"),
     ({"model": "m", "messages": MSG, "response_format": {"type": "yaml"}}, "response_format.type",
      "Invalid value"),
+    # digits int() refuses (a superscript two, an Arabic-Indic three), past its 4,300-digit limit, past 32 bits
+    *[({"model": "m", "messages": MSG, "logit_bias": {key: 1}}, "logit_bias", "token ids")
+      for key in ("\u00b2", "\u0663", "9" * 5000, str(2**31))],
 ])
 def test_bad_chat_bodies_name_the_param(body, param, fragment):
     with pytest.raises(InvalidRequest) as err:

@@ -25,6 +25,26 @@ def chat(**extra) -> ChatCompletionRequest:
     return request
 
 
+def _nested(depth: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "$schema": []}, {"type": "object", "$schema": {"a": 1}}, {"type": "object", "$schema": 5},
+    {"type": "object", "$schema": "http://["}, _nested(2000)])
+def test_a_json_schema_that_breaks_the_validator_is_a_400_naming_it(schema):
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    for extra, param in (({"tools": [tool]}, "tools[0].function.parameters"),
+                         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}},
+                          "response_format.json_schema.schema")):
+        with pytest.raises(InvalidRequest) as err:
+            chat(**extra)
+        assert err.value.param == param and "Invalid JSON Schema" in err.value.message
+
+
 def test_hermes_blocks_parallel_calls_and_the_text_around_them():
     text = ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
             '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>')

@@ -24,7 +24,14 @@ def check_schemas(request: ChatCompletionRequest) -> None:
 
 
 def _check(schema: dict, param: str) -> None:
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):  # validator_for hashes it: a list is a TypeError
+        raise InvalidRequest("Invalid JSON Schema: `$schema` must be a URI string.", param=param)
     try:
         validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         raise InvalidRequest(f"Invalid JSON Schema: {exc.message}", param=param) from None
+    except RecursionError:
+        raise InvalidRequest("Invalid JSON Schema: it is nested too deeply.", param=param) from None
+    except ValueError as exc:  # a `$schema` URI that cannot be parsed (e.g. "http://[")
+        raise InvalidRequest(f"Invalid JSON Schema: {exc}", param=param) from None
