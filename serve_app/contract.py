@@ -22,10 +22,17 @@ class ChoiceDelta:
 
 @dataclass
 class GenerationStep:
-    """One engine step's output for a request; the last step carries `usage`."""
+    """One engine step's output for a request; the last step carries `usage`. Earlier steps may carry
+    `progress`, the usage so far: what a streamed request whose client goes away has used, and is charged."""
 
     deltas: list[ChoiceDelta] = field(default_factory=list)
     usage: TokenUsage | None = None
+    progress: TokenUsage | None = None
+
+    @property
+    def used(self) -> TokenUsage | None:
+        """The request's usage as of this step (final on the last), if the engine said."""
+        return self.usage or self.progress
 
 
 @dataclass
@@ -92,7 +99,7 @@ class Completion:
 def merge_steps(steps: list[GenerationStep]) -> GenerationStep:
     """Consecutive steps as one: each choice's text joined, its finish and logprobs kept, the last usage."""
     merged: dict[int, ChoiceDelta] = {}
-    usage = None
+    usage = progress = None
     for step in steps:
         for d in step.deltas:
             seen = merged.get(d.index)
@@ -105,7 +112,8 @@ def merge_steps(steps: list[GenerationStep]) -> GenerationStep:
             if d.logprobs is not None:
                 seen.logprobs = (seen.logprobs or []) + d.logprobs
         usage = step.usage or usage
-    return GenerationStep(list(merged.values()), usage)
+        progress = step.progress or progress
+    return GenerationStep(list(merged.values()), usage, None if usage else progress)
 
 
 async def collect(steps: AsyncIterator[GenerationStep], n: int) -> Completion:

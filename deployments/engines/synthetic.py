@@ -61,7 +61,8 @@ class SyntheticEngine(TextEngine):
                 last = produced == limit
                 finished[choice] = last
                 deltas.append(ChoiceDelta(choice, word, "length" if last else None))
-            return GenerationStep(deltas, TokenUsage(prompt, produced * request.n) if all(finished) else None)
+            so_far = TokenUsage(prompt, produced * request.n)
+            return GenerationStep(deltas, so_far) if all(finished) else GenerationStep(deltas, progress=so_far)
 
         loop = asyncio.get_running_loop()
         start, produced = loop.time(), 0

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.errors import APIError, RateLimited, ServerError
@@ -44,19 +45,27 @@ class RequestContextMiddleware:
         incoming = Headers(scope=scope).get("x-request-id", "")
         request_id = incoming if _SAFE_ID.match(incoming) else f"req-{uuid.uuid4().hex}"
         attach(scope, RequestContext(request_id, time.perf_counter()))
-        started = False
+        started = client_gone = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, client_gone
             if message["type"] == "http.response.start":
                 started = True
                 if self.echo_header:
                     MutableHeaders(scope=message)["x-request-id"] = request_id
-            await send(message)
+            try:
+                await send(message)
+            except OSError:  # ASGI 2.4: a send after the client went away raises (uvicorn's ClientDisconnected)
+                client_gone = True
+                raise
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            # Starlette turns the send's OSError into ClientDisconnect: nobody is left to answer, no server error
+            if client_gone and isinstance(exc, (OSError, ClientDisconnect)):
+                log.info("client went away during request %s", request_id)
+                return
             log.exception("unhandled error in request %s", request_id)
             if not started:
                 await error_response(ServerError(), request_id if self.echo_header else None)(scope, receive, send)

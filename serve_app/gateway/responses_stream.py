@@ -156,6 +156,8 @@ async def response_events(events: ResponseEvents, first: GenerationStep, rest: A
                 if piece:
                     for event in events.text(item, piece):
                         yield event
+        if step.used is not None:  # as it goes: a client that leaves mid-stream pays for what was generated
+            record_usage(used, step.used)
         if step.usage is not None:
             break
         step = await anext(rest)

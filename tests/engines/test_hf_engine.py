@@ -212,3 +212,13 @@ def test_min_tokens_beyond_the_completions_maximum_is_a_400(hf_engine):
     assert err.value.param == "min_tokens"
     with pytest.raises(InvalidRequest):  # no max_tokens: the model's default caps the completion
         asyncio.run(collect(hf_engine.generate(chat(min_tokens=hf_engine.options.default_max_tokens + 1)), 1))
+
+
+def test_steps_say_the_usage_so_far_so_a_client_that_leaves_is_charged(hf_engine):
+    async def steps():
+        return [step async for step in hf_engine.generate(chat(temperature=0, max_tokens=6, ignore_eos=True))]
+
+    got = asyncio.run(steps())
+    so_far = [s.progress.completion_tokens for s in got[:-1]]
+    assert so_far == sorted(so_far) and so_far[-1] < 6 and all(s.usage is None for s in got[:-1])
+    assert got[-1].usage.completion_tokens == 6 and got[-1].progress is None

@@ -141,3 +141,81 @@ def test_a_body_that_arrives_too_slowly_is_408():
     with pytest.raises(APIError) as err:
         asyncio.run(read_stream_capped(trickle(), None, 100, too_large(100, "x"), BodyDeadline(0.2, 10)))
     assert err.value.status_code == 408 and err.value.code == "request_timeout"
+
+
+class RecordingLimiter(RateLimiterServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.charged: list[dict] = []
+
+    async def charge(self, key, limits, amounts, reserved_tokens=0.0, lease=None):
+        self.charged.append(amounts)
+        await super().charge(key, limits, amounts, reserved_tokens, lease)
+
+
+class SlowStream:
+    """50 steps, 2 tokens each after a 10-token prompt, with the usage so far on each."""
+
+    async def stream(self, request):
+        import asyncio
+
+        from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
+
+        for i in range(1, 51):
+            await asyncio.sleep(0.005)
+            so_far = TokenUsage(10, 2 * i)
+            yield (GenerationStep([ChoiceDelta(0, "ab", "length")], usage=so_far) if i == 50 else
+                   GenerationStep([ChoiceDelta(0, "ab")], progress=so_far))
+
+
+async def _stream_until_gone(app, path: str, body: dict, leave_after_chunks: int, spec: str) -> int:
+    """Drive the ASGI app as a server would: the client goes away after some body chunks. ASGI 2.3 servers say
+    so through `receive`; under 2.4 (uvicorn's) a send after it raises OSError and Starlette stops listening."""
+    import asyncio
+    import json
+
+    raw = json.dumps(body).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": spec}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+             "headers": [(b"x-api-key", b"k"), (b"content-type", b"application/json")]}
+    gone, chunks, body_sent = asyncio.Event(), 0, False
+
+    async def receive():
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        nonlocal chunks
+        if gone.is_set() and spec == "2.4":
+            raise OSError("the client went away")
+        if message["type"] == "http.response.body" and message.get("body"):
+            chunks += 1
+            if chunks >= leave_after_chunks:
+                gone.set()
+
+    await app(scope, receive, send)
+    return chunks
+
+
+@pytest.mark.parametrize("spec", ["2.3", "2.4"])
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
+    ("/v1/completions", {"prompt": "x"}),
+    ("/v1/responses", {"input": "x"}),
+])
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_generated(path, body, spec, caplog):
+    import asyncio
+
+    limiter = RecordingLimiter()
+    app = create_asgi_app(ModelRegistry([ServedModel("m", "text", "me", SlowStream())]),
+                          KeyStore([APIKey(name="k", sha256=hash_key("k"))]), LimitsConfig(), limiter)
+    chunks = asyncio.run(_stream_until_gone(app, path, {"model": "m", "stream": True, **body}, 10, spec))
+    assert 10 <= chunks < 20  # it left well before the end
+    [charged] = limiter.charged
+    assert 10 + 2 * 5 <= charged["tokens"] < 10 + 2 * 50  # the prompt and what was generated before it left
+    assert not [r for r in caplog.records if r.exc_info]  # a client leaving is no server error

@@ -40,6 +40,14 @@ def test_merge_keeps_text_finish_logprobs_and_the_last_usage():
     assert merged.usage == TokenUsage(1, 2)
 
 
+def test_merge_keeps_the_latest_usage_so_far_until_the_final_usage():
+    running = [GenerationStep([ChoiceDelta(0, "a")], progress=TokenUsage(3, 1)),
+               GenerationStep([ChoiceDelta(0, "b")], progress=TokenUsage(3, 2))]
+    assert merge_steps(running).progress == TokenUsage(3, 2) and merge_steps(running).usage is None
+    ended = merge_steps([*running, GenerationStep([ChoiceDelta(0, "c", "stop")], TokenUsage(3, 3))])
+    assert ended.usage == ended.used == TokenUsage(3, 3) and ended.progress is None
+
+
 def test_fast_steps_are_merged_after_the_first():
     items = asyncio.run(gather(paced(engine(60, 0.002), 0.03)))
     assert items[0].deltas[0].text == "w1 "  # the first token is not held back

@@ -25,6 +25,15 @@ def test_every_choice_gets_max_tokens_words_and_usage_counts_them():
     assert result.usage.completion_tokens == 10 and result.usage.prompt_tokens > 0
 
 
+def test_every_step_says_the_usage_so_far_and_the_last_the_final_usage():
+    async def steps():
+        return [step async for step in SyntheticEngine(SyntheticOptions()).generate(request(n=2, max_tokens=4))]
+
+    got = asyncio.run(steps())
+    assert [s.progress.completion_tokens for s in got[:-1]] == [2, 4, 6] and all(s.usage is None for s in got[:-1])
+    assert got[-1].usage.completion_tokens == 8 and got[-1].progress is None
+
+
 def test_stop_strings_end_a_choice_with_stop():
     result = asyncio.run(collect(SyntheticEngine(SyntheticOptions()).generate(request(stop="dolor", max_tokens=9)), 1))
     text, finish, _ = result.choices[0]

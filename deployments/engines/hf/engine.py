@@ -311,5 +311,5 @@ class HFTextEngine(TextEngine):
         for job, deltas in steps.values():
             done = job.open_sequences == 0
             usage = TokenUsage(len(job.sequences[0].prompt_ids), job.completion_tokens)
-            job.emit(GenerationStep(deltas=deltas, usage=usage if done else None))
+            job.emit(GenerationStep(deltas=deltas, usage=usage if done else None, progress=None if done else usage))
         return keep

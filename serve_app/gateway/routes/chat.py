@@ -103,8 +103,9 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
                     yield chunk([delta_choice(d.index, {field: piece}, None)])
             if d.finish_reason:
                 yield chunk([delta_choice(d.index, {}, d.finish_reason)])
+        if step.used is not None:  # as it goes: a client that leaves mid-stream pays for what was generated
+            record_usage(used, step.used)
         if step.usage is not None:
-            record_usage(used, step.usage)
             if include_usage:
                 yield chunk([], usage_dict(step.usage.prompt_tokens, step.usage.completion_tokens))
             return

@@ -94,6 +94,7 @@ async def _chunks(req: CompletionRequest, model: ServedModel, completion_id: str
         return body
 
     for p, prompt in enumerate(req.prompts()):  # one prompt after another, each streamed as it is generated
+        before = (used.prompt_tokens, used.completion_tokens)  # the prompts already answered
         steps = first_steps if p == 0 else model.backend.stream(req.for_prompt(prompt))
         step = first if p == 0 else await anext(steps)
         offsets = [len(prompt) if req.echo else 0] * req.n
@@ -106,9 +107,10 @@ async def _chunks(req: CompletionRequest, model: ServedModel, completion_id: str
                 offsets[d.index] += len(d.text)
                 if d.text or d.finish_reason or logprobs:
                     yield chunk([text_choice(p * req.n + d.index, d.text, d.finish_reason, logprobs)])
+            if step.used is not None:  # as it goes: a client that leaves mid-stream pays for what was generated
+                used.prompt_tokens = before[0] + step.used.prompt_tokens
+                used.completion_tokens = before[1] + step.used.completion_tokens
             if step.usage is not None:
-                used.prompt_tokens += step.usage.prompt_tokens
-                used.completion_tokens += step.usage.completion_tokens
                 break
             step = await anext(steps)
     if include_usage:
