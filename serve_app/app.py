@@ -15,7 +15,7 @@ from serve_app.batches.runner import BatchRunner
 from serve_app.config import AppArgs, ModelConfig
 from serve_app.gateway.ingress import DEFAULT_OPTIONS as GATEWAY_DEFAULTS
 from serve_app.gateway.ingress import GatewayIngress
-from serve_app.security.auth import ENV_VAR, keys_from_env
+from serve_app.security.auth import ENV_VAR, KeyStore, keys_from_env
 from serve_app.security.rate_limit import DEPLOYMENT_OPTIONS as LIMITER_OPTIONS
 from serve_app.security.rate_limit import RateLimiterServer
 from serve_app.state.setup import resolve
@@ -71,6 +71,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
     keys = list(args.api_keys) + keys_from_env()
     if not keys:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")
+    KeyStore(keys)  # refuses names given twice (config and environment together) before any replica starts
     for model in args.models:
         check_engine_options(model)
     handles = {m.id: BINDERS[m.kind](m) for m in args.models}

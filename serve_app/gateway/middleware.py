@@ -110,8 +110,14 @@ class BatchCallerMiddleware:
         await self.app(scope, receive, send)
 
 
+# The requests that spend a budget: model work, and batches of it. Reading files, batch results, stored
+# responses and usage, and cancelling, stay open to a key whose budget is spent (else it cannot even see why).
+SPENDING_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings",
+                             "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/batches"})
+
+
 class BudgetMiddleware:
-    """Refuses a request (429) once its key's daily or monthly spend budget is used up."""
+    """Refuses a request that would spend (429) once its key's daily or monthly spend budget is used up."""
 
     def __init__(self, app: ASGIApp, guard: BudgetGuard) -> None:
         self.app = app
@@ -119,7 +125,8 @@ class BudgetMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = context_of(scope) if scope["type"] == "http" else None
-        if context is not None and context.caller is not None:
+        spends = scope.get("method") == "POST" and scope.get("path") in SPENDING_ROUTES
+        if spends and context is not None and context.caller is not None:
             try:
                 await self.guard.check(context.caller)
             except APIError as exc:

