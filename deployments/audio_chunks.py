@@ -90,17 +90,24 @@ def probe(audio: bytes, max_seconds: float, budget: DecodeBudget) -> Probe:
             _require_audio(container)
             stream = container.streams.audio[0]
             header = _stated_seconds(container, stream, audio, kind)
-            if header is not None and header > max_seconds:
-                raise _too_long(header, max_seconds)
-            end = 0.0
-            for i, packet in enumerate(container.demux(stream)):
+            start, end = None, 0.0
+            for i, packet in enumerate(container.demux(stream)):  # no decoding: a 4-hour file takes ~1 s
                 if i % 256 == 0:
                     budget.check()
                 if packet.pts is not None and packet.time_base:
-                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-            if end > max_seconds:
-                raise _too_long(end, max_seconds)
-            return Probe(end, header)
+                    at = float(packet.pts * packet.time_base)
+                    start = at if start is None else min(start, at)
+                    end = max(end, at + float((packet.duration or 0) * packet.time_base))
+            # Measured from the first packet: captures and cut files start at any timestamp (a stream dump
+            # at 5 h). Ogg and Matroska headers then state where the audio ends, MPEG-PS how long it lasts.
+            start = min(start or 0.0, end)
+            seconds = end - start
+            if header is not None and header > start + 1:
+                header -= start
+            for length in (header or 0.0, seconds):
+                if length > max_seconds:
+                    raise _too_long(length, max_seconds)
+            return Probe(seconds, header)
     except av.error.FFmpegError:
         raise InvalidRequest(_DECODE_ERROR, param="file") from None
     finally:
@@ -114,7 +121,8 @@ def _stated_seconds(container, stream, audio: bytes, kind: str) -> float | None:
         return None
     if kind == "wav":  # FFmpeg sizes a wav by the bytes present; its header states the real length
         return _wav_stated_seconds(audio)
-    if container.duration:
+    # The container's length is its longest stream's: a video longer than its sound track promises nothing
+    if container.duration and all(s.type == "audio" for s in container.streams):
         return container.duration / av.time_base
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)

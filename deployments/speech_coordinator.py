@@ -36,8 +36,14 @@ class SpeechWorkersHandle:
 
     async def _call(self, method: str, *args: object):
         for attempt in (1, 2):  # a replica lost mid-chunk: once more, on another replica
+            response = getattr(self._handle, method).remote(*args)
             try:
-                return await getattr(self._handle, method).remote(*args)
+                return await response
+            except asyncio.CancelledError:
+                # The request failed or its client left: awaiting a response does not cancel the call, and
+                # Serve cancels a replica's calls only when its own request is cancelled, not when it fails.
+                response.cancel()
+                raise
             except BackPressureError as exc:
                 raise model_overloaded(self._model, exc.retry_after_s) from None
             except RayActorError:
@@ -69,12 +75,20 @@ class SpeechCoordinator:
         limit = self.splitting.max_audio_seconds
         budget = DecodeBudget(self.splitting.max_decode_seconds)
         header = await asyncio.to_thread(probe, audio, limit, budget)  # over the cap: refused before any work
+        _check_complete(header, header.seconds)  # cut short by its packets already: refused before any work
         chunk_seconds = planned_chunk_seconds(header.seconds, self.splitting.chunk_seconds, self.replicas)
         chunks = iter_chunks(audio, chunk_seconds, limit, budget=budget)
         pending: collections.deque[asyncio.Future] = collections.deque()
         decoded = 0.0
+        decoding: asyncio.Future | None = None
+
+        async def next_chunk():
+            nonlocal decoding  # shielded: a cancellation must not leave the generator running in its thread
+            decoding = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))  # off the event loop
+            return await asyncio.shield(decoding)
+
         try:
-            chunk = await asyncio.to_thread(next, chunks, None)  # decoding stays off the event loop
+            chunk = await next_chunk()
             long_file = chunk is not None and header.seconds > chunk.seconds + 1
             if long_file and request.language is None and self.config.multilingual:
                 # One language for the whole file, from its start: chunks detected apart could disagree.
@@ -90,12 +104,14 @@ class SpeechCoordinator:
                     self.workers.transcribe_samples(chunk.samples, chunk.offset, request)))
                 while pending and (len(pending) >= self.splitting.max_chunks_in_flight or pending[0].done()):
                     yield await _next_in_order(pending)
-                chunk = await asyncio.to_thread(next, chunks, None)
+                chunk = await next_chunk()
             while pending:
                 yield await _next_in_order(pending)
         finally:
             for future in pending:  # a failed chunk or a gone client: stop the others too
                 future.cancel()
+            if decoding is not None and not decoding.done():
+                await asyncio.wait([decoding])  # the chunk being decoded (a fraction of a second), then close
             chunks.close()
 
     async def ready(self) -> None:
