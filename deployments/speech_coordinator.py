@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 from ray.exceptions import RayActorError
-from ray.serve.exceptions import BackPressureError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.audio_chunks import DecodeBudget, Probe, iter_chunks, planned_chunk_seconds, probe
@@ -25,6 +25,10 @@ class SpeechWorkers(Protocol):
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript: ...
+
+
+# A worker replica that died mid-chunk, or none up: retried once, then a 503 (as the gateway's own calls).
+REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
 
 class SpeechWorkersHandle:
@@ -46,7 +50,7 @@ class SpeechWorkersHandle:
                 raise
             except BackPressureError as exc:
                 raise model_overloaded(self._model, exc.retry_after_s) from None
-            except RayActorError:
+            except REPLICA_LOST:
                 if attempt == 2:
                     raise model_unavailable(self._model) from None
 

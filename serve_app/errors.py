@@ -39,7 +39,11 @@ class APIError(Exception):
 
 
 def _rebuild(cls, message, param, code, headers):
-    return cls(message, param=param, code=code, headers=headers)
+    # Past the subclass's own __init__ (ModelNotFound takes a model id, ServerError a message only): the
+    # fields are restored as they were, whatever arguments built them.
+    error = cls.__new__(cls)
+    APIError.__init__(error, message, param=param, code=code, headers=headers)
+    return error
 
 
 class InvalidRequest(APIError):

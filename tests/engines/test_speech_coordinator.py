@@ -143,3 +143,23 @@ def test_a_chunk_call_given_up_is_cancelled_on_its_replica():
 
     asyncio.run(give_up())
     assert call.cancelled
+
+
+def test_a_chunk_whose_replicas_are_gone_is_retried_once_then_a_503():
+    from ray.serve.exceptions import ReplicaUnavailableError
+
+    from serve_app.errors import ServiceUnavailable
+
+    calls = []
+
+    async def lost(*args):
+        calls.append(args)
+        raise ReplicaUnavailableError("gone")
+
+    class Handle:
+        def __getattr__(self, method):
+            return type("M", (), {"remote": staticmethod(lambda *args: lost(*args))})
+
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(SpeechWorkersHandle(Handle(), SPEECH_MODEL).transcribe_samples(None, 0.0, None))
+    assert err.value.status_code == 503 and len(calls) == 2

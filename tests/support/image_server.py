@@ -42,6 +42,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect("/image.png")
         elif self.path == "/loop":
             self._redirect("/loop")
+        elif self.path == "/gzip-if-asked":  # a server that compresses whenever the client accepts it
+            import gzip
+
+            if "gzip" in self.headers.get("accept-encoding", ""):
+                body = gzip.compress(image_bytes("png"))
+                self.send_response(200)
+                self.send_header("content-type", "image/png")
+                self.send_header("content-encoding", "gzip")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self._send(200, image_bytes("png"), "image/png")
         elif self.path == "/text":
             self._send(200, b"<html>not an image</html>", "image/png")
         else:

@@ -43,3 +43,12 @@ def test_errors_survive_pickling_across_processes():
     err = InvalidRequest("too long", param="messages", code="context_length_exceeded")
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is InvalidRequest and again.body() == err.body()
+
+
+def test_errors_whose_constructors_take_other_arguments_survive_pickling_too():
+    from serve_app.errors import MethodNotAllowed, NotFound, RouteNotFound
+
+    for err in (ModelNotFound("m"), NotFound("file", "file-1", param="file_id"), ServerError(),
+                RouteNotFound("GET", "/x"), MethodNotAllowed("PUT", "/v1/models"), AuthenticationFailed()):
+        again = pickle.loads(pickle.dumps(err))
+        assert type(again) is type(err) and again.body() == err.body() and again.headers == err.headers

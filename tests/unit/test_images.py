@@ -107,6 +107,10 @@ def test_allowed_host_is_fetched(image_server, fmt):
     assert fetch(f"{image_server.url}/image.{fmt}") == image_bytes(fmt)
 
 
+def test_an_image_is_asked_for_uncompressed_from_a_server_that_gzips_when_it_may(image_server):
+    assert fetch(image_server.url + "/gzip-if-asked") == image_bytes("png")
+
+
 def test_redirect_to_an_allowed_image_is_followed(image_server):
     assert fetch(image_server.url + "/to-image") == image_bytes("png")
 

@@ -41,9 +41,10 @@ class ImageFetcher:
         self.max_redirects = max_redirects
         self.allowed_networks = [ipaddress.ip_network(a, strict=False) for a in allow if _is_network(a)]
         self.allowed_hosts = {a.lower() for a in allow if not _is_network(a)}
-        # No environment proxies: a proxy would connect to names we did not check.
-        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                         timeout=httpx.Timeout(timeout_s), headers={"accept": "image/*"})
+        # No environment proxies: a proxy would connect to names we did not check. `identity`: the bytes are read
+        # raw and capped as they arrive, so a server must not gzip them (nor pack a decompression bomb).
+        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=httpx.Timeout(timeout_s),
+                                         headers={"accept": "image/*", "accept-encoding": "identity"})
 
     async def fetch(self, url: str, param: str) -> bytes:
         try:
