@@ -127,6 +127,8 @@ def _tool_answer(text: str, finish: str | None, request: ChatCompletionRequest, 
         offered = {t.function.name for t in request.offered_tools()}
         content, calls = PARSERS[parser](text)
         calls = [c for c in calls if c[0] in offered]
+        if not request.parallel_tool_calls:
+            calls = calls[:1]  # the client takes one call per turn: the first, as the model wrote them
         if calls:
             return AssistantAnswer(content or None, [tool_call(name, args) for name, args in calls], "tool_calls")
     return AssistantAnswer(text, None, finish)

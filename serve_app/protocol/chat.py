@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -50,6 +50,11 @@ class ChatMessage(_Wire):
     name: str | None = None
     tool_calls: list[ToolCall] | None = Field(None, description="Assistant messages: the calls it made.")
     tool_call_id: str | None = Field(None, description="Tool messages: the call this is the result of.")
+    # What this endpoint's replies carry besides content, so a reply appended to the history as the SDKs
+    # return it is a valid message. Not shown to the model: chat templates drop earlier turns' thinking, and
+    # `parsed` (the SDKs' parse helpers) repeats the content.
+    reasoning_content: str | None = Field(None, description="Assistant messages: the reply's thinking (ignored).")
+    parsed: Any = Field(None, description="Assistant messages: the SDK's parsed content (ignored).")
     # After role and tool_calls, so its check can read them.
     content: str | list[ContentPart] | None = Field(None, validate_default=True)
 
@@ -131,7 +136,10 @@ class ChatCompletionRequest(SamplingRequest):
             tools = self.offered_tools()
             if not isinstance(self.tool_choice, str):
                 tools = [t for t in tools if t.function.name == self.tool_choice.function.name]
-            return Constraint(tool_calls_schema(tools, self.parallel_tool_calls and len(tools) > 1), "tool_calls")
+            # `required`: one call or several, of any offered tool (the same one twice included), unless
+            # parallel calls are off; a named function: that one call
+            return Constraint(tool_calls_schema(tools, self.parallel_tool_calls and self.tool_choice == "required"),
+                              "tool_calls")
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None

@@ -47,12 +47,16 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 class FunctionCall(_Wire):
     name: str
     arguments: str = Field(description="The arguments as a JSON string.")
+    # Added by the OpenAI SDKs' streaming helpers to the messages they assemble, which clients send back as
+    # the next turn's history: accepted, and not shown to the model (`arguments` says the same).
+    parsed_arguments: Any = None
 
 
 class ToolCall(_Wire):
     id: str
     type: Literal["function"]
     function: FunctionCall
+    index: int | None = None  # the stream position the SDKs' streaming helpers keep: not part of the history
 
 
 class JSONSchemaFormat(_Wire):

@@ -83,3 +83,20 @@ def test_content_part_errors_point_at_the_part(content, param):
     with pytest.raises(InvalidRequest) as err:
         parse_model(ChatCompletionRequest, {"model": "m", "messages": [{"role": "user", "content": content}]})
     assert err.value.param == param
+
+
+def test_a_reply_appended_as_the_sdks_return_it_is_a_valid_history_message():
+    """`messages.append(reply.choices[0].message)`: with a reasoning model's thinking, and as the SDKs'
+    streaming helpers assemble a tool call (its `index`, `parsed_arguments`, the message's `parsed`)."""
+    from deployments.engines.chat_prompt import chat_messages
+
+    reply = {"role": "assistant", "content": "Paris.", "reasoning_content": "The capital of France...",
+             "parsed": None, "tool_calls": [{"id": "call_1", "type": "function", "index": 0, "function": {
+                 "name": "f", "arguments": '{"a": 1}', "parsed_arguments": {"a": 1}}}]}
+    plain = {"role": "assistant", "content": "Paris.", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}
+    history = [{"role": "user", "content": "Capital of France?"}]
+    tool = [{"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
+    sent = parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, reply, *tool]})
+    bare = parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, plain, *tool]})
+    assert chat_messages(sent) == chat_messages(bare)  # what the model sees: the thinking stays out

@@ -86,6 +86,22 @@ def test_forced_answers_follow_the_canonical_json_and_a_cut_one_is_length():
     assert cut.finish_reason == "length" and cut.tool_calls is None
 
 
+def test_parallel_tool_calls_false_means_one_call_whatever_the_model_wrote():
+    text = ('<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+            '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>')
+    both = assistant_answer(text, "stop", chat(tools=[WEATHER]), "hermes")
+    assert [json.loads(c["function"]["arguments"])["city"] for c in both.tool_calls] == ["Paris", "Rome"]
+    one = assistant_answer(text, "stop", chat(tools=[WEATHER], parallel_tool_calls=False), "hermes")
+    assert [json.loads(c["function"]["arguments"])["city"] for c in one.tool_calls] == ["Paris"]
+
+
+def test_required_with_one_tool_may_call_it_more_than_once_unless_parallel_calls_are_off():
+    items = chat(tools=[WEATHER], tool_choice="required").constraint().schema["properties"]["tool_calls"]
+    assert "maxItems" not in items
+    off = chat(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False).constraint().schema
+    assert off["properties"]["tool_calls"]["maxItems"] == 1
+
+
 def test_named_choice_constrains_to_that_function_only():
     request = chat(tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_weather"}})
     items = request.constraint().schema["properties"]["tool_calls"]
