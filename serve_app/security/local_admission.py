@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 VIEW_TTL_S = 2.0  # an older view may miss what other replicas took: ask the shared limiter instead
 MIN_MARGIN = 8
 REPORT_DELAY_S = 0.01  # reports wait this long for others to share their call; an ask never waits
+# Reports and charges of a failed call are sent again this long after (with whatever comes meanwhile): dropped,
+# a finished request's place would stay taken at the shared limiter for its whole lease (an hour).
+RETRY_S = 1.0
 UNLIMITED = RateLimits()
 
 
@@ -187,7 +190,22 @@ class LocalAdmission:
             except Exception as exc:  # noqa: BLE001 - a waiter must never hang: exact askers get a 503
                 log.warning("%d rate-limit calls failed: %r", len(batch), exc)
                 error = exc if isinstance(exc, APIError) else rate_limiter_unavailable()
-                answers = [error] * len(batch)
+                for _, _, waiter in batch:
+                    if waiter is not None and not waiter.done():
+                        waiter.set_exception(error)
+                # Reports and charges go again, first in line, still counted in their views until they land;
+                # so does the release of any place a refused-here ask may have been granted there (a call that
+                # timed out here may have landed). A debit counted twice refills within the minute; a lease
+                # released twice, or never granted, is a no-op.
+                again = [item for item in batch if item[2] is None]
+                again += [(("charge", op[1], op[2], {}, 0.0, op[3]), None, None) for op, _, waiter in batch
+                          if waiter is not None and op[0] == "admit" and op[3]]
+                self._queue = again + self._queue
+                if self._queue:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._start, True)
+                return
             for (op, counted_in, waiter), answer in zip(batch, answers, strict=True):
                 if counted_in is not None:  # reported now: the shared limiter's answer includes it
                     counted_in.count(*_taken(op), sign=-1)

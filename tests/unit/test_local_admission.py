@@ -228,3 +228,53 @@ def test_usage_charged_counts_at_once_in_the_view_and_reaches_the_shared_limiter
                 assert "charge" in shared.calls[-1]
         assert codes == [True, True, False]  # admitted while above zero: 8 -> 3 -> -2
     asyncio.run(scenario())
+
+
+def test_charges_of_a_failed_call_are_sent_again_so_places_come_back(clock, shared, local, monkeypatch):
+    from serve_app.security import local_admission
+
+    monkeypatch.setattr(local_admission, "RETRY_S", 0.05)
+    limits = RateLimits(max_concurrent_requests=2)
+
+    async def scenario():
+        leases = [(await local.admit("k", limits)).lease for _ in range(2)]
+        await settle()
+        assert shared.limiter.in_flight("k") == 2
+        shared.down = True
+        for lease in leases:  # the requests end while the shared limiter cannot answer
+            await local.charge("k", limits, {"tokens": 5}, 0.0, lease)
+        await settle()
+        shared.down = False
+        await asyncio.sleep(0.2)
+        assert shared.limiter.in_flight("k") == 0  # dropped, they would stay taken for the lease's hour
+        assert all([(await local.admit("k", limits)).allowed for _ in range(2)])
+    asyncio.run(scenario())
+
+
+def test_a_place_granted_by_a_call_that_failed_on_the_way_back_is_released(clock, monkeypatch):
+    from serve_app.security import local_admission
+
+    monkeypatch.setattr(local_admission, "RETRY_S", 0.05)
+
+    class AnswersLost(Shared):
+        """Applies every call, then (while `lose`) fails it, as a call timed out after it landed."""
+
+        lose = True
+
+        async def apply(self, ops):
+            answers = await super().apply(ops)
+            if self.lose:
+                raise ServiceUnavailable("timed out", code="rate_limiter_unavailable")
+            return answers
+
+    async def scenario():
+        shared = AnswersLost(clock)
+        local = LocalAdmission(shared, clock)
+        limits = RateLimits(max_concurrent_requests=1)
+        with pytest.raises(ServiceUnavailable):
+            await local.admit("k", limits)
+        assert shared.limiter.in_flight("k") == 1  # granted there, refused here
+        shared.lose = False
+        await asyncio.sleep(0.2)
+        assert shared.limiter.in_flight("k") == 0
+    asyncio.run(scenario())
