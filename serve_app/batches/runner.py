@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0  # new batches also wake the runner at once
 _STATUS_CHECK_S = 1.0  # how often a running batch looks for a cancel or its deadline
 _GATE_WAIT_S = 0.2
+# A line's answer is in hand: a store that fails for a moment (SQLite busy, a PostgreSQL failover) is waited out
+# rather than the answer lost and the line sent to the model again.
+_RECORD_TRIES, _RECORD_RETRY_S = 5, 1.0
 _MAX_RETRY_WAIT_S = 60.0
 
 DEPLOYMENT_OPTIONS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 100}
@@ -127,7 +130,7 @@ class BatchRunner:
                     ok, payload = await self._send(row, line, stop)
                 finally:
                     self._in_flight[model] -= 1
-                await self.state.batches.record_line(row.id, line.index, ok, payload)
+                await self._record(row.id, line.index, ok, payload)
 
         async def watch() -> None:
             while not stop.is_set():
@@ -138,10 +141,26 @@ class BatchRunner:
 
         watcher = asyncio.create_task(watch())
         try:
-            await asyncio.gather(*(run(line) for line in todo))
+            # Every line runs to its end even if another fails: a line still running when its round ended would
+            # be sent again by the next round, which sees no answer for it yet.
+            results = await asyncio.gather(*(run(line) for line in todo), return_exceptions=True)
         finally:
             watcher.cancel()
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
         return not stop.is_set()
+
+    async def _record(self, batch_id: str, index: int, ok: bool, payload: dict) -> None:
+        for attempt in range(1, _RECORD_TRIES + 1):
+            try:
+                return await self.state.batches.record_line(batch_id, index, ok, payload)
+            except Exception:  # noqa: BLE001 - retried; the last failure ends the round, which starts again
+                if attempt == _RECORD_TRIES:
+                    raise
+                log.warning("batch %s: recording line %d failed (try %d), again in %gs", batch_id, index, attempt,
+                            _RECORD_RETRY_S, exc_info=True)
+                await asyncio.sleep(_RECORD_RETRY_S)
 
     async def _wait_for_quiet(self, model: str, stop: asyncio.Event) -> None:
         """Hold a line while the model's replica answers interactive requests (all it holds beyond ours)."""
