@@ -22,7 +22,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from serve_app.errors import store_unavailable
 
@@ -54,6 +54,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _transactional_ddl_engine(url: str) -> AsyncEngine:
+    """SQLite connections whose DDL is inside the transaction (SQLAlchemy's recipe for pysqlite/aiosqlite): the
+    driver would commit each CREATE at once, so a process killed mid-upgrade left tables without their
+    `alembic_version` row, and every later start failed on "table already exists". For migrations only: the
+    store's own transactions keep the driver's begin-at-first-write, which busy_timeout covers."""
+    engine = create_async_engine(url)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "connect", _driver_emits_no_begin)
+    event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
+def _driver_emits_no_begin(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
 
 
 def _upgrade(connection: Connection) -> None:
@@ -103,10 +119,15 @@ class StateStore:
             self._migrated = True
 
     async def _migrate(self) -> None:
-        async with self.engine.begin() as conn:
-            if not self.is_sqlite:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-            await conn.run_sync(_upgrade)
+        engine = _transactional_ddl_engine(self.url) if self.is_sqlite else self.engine
+        try:
+            async with engine.begin() as conn:
+                if not self.is_sqlite:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+                await conn.run_sync(_upgrade)
+        finally:
+            if engine is not self.engine:
+                await engine.dispose()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

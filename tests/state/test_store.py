@@ -286,3 +286,38 @@ def test_usage_times_beyond_the_store_s_integers_are_a_400(tmp_path):
         r = client.get("/v1/usage", params={"start_time": 0, "end_time": 10**30})
         assert_error(r, 400, None, "start_time")
         assert "year 9999" in r.json()["error"]["message"]
+
+
+def test_a_sqlite_upgrade_killed_midway_leaves_nothing_behind_and_the_next_start_upgrades(tmp_path, monkeypatch):
+    import alembic.operations
+
+    url = f"sqlite:///{tmp_path}/state.db"
+    create_index = alembic.operations.Operations.create_index
+
+    def killed_at_0002s_index(self, name, *args, **kwargs):
+        if name == "ix_responses_owner_created":
+            raise KeyboardInterrupt("killed mid-migration")  # stands for SIGKILL, OOM, a full disk
+        return create_index(self, name, *args, **kwargs)
+
+    async def first_start():
+        store = StateStore(url)
+        try:
+            await store.ready()
+        finally:
+            await store.dispose()
+
+    monkeypatch.setattr(alembic.operations.Operations, "create_index", killed_at_0002s_index)
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(first_start())
+    monkeypatch.setattr(alembic.operations.Operations, "create_index", create_index)
+
+    async def second_start():
+        store = StateStore(url)
+        try:
+            await store.ready()  # was: "table responses already exists", on every start after
+            async with store.transaction() as conn:
+                return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        finally:
+            await store.dispose()
+
+    assert asyncio.run(second_start()).startswith("0002")
