@@ -18,7 +18,8 @@ from serve_app.gateway.ingress import GatewayIngress
 from serve_app.security.auth import ENV_VAR, KeyStore, keys_from_env
 from serve_app.security.rate_limit import DEPLOYMENT_OPTIONS as LIMITER_OPTIONS
 from serve_app.security.rate_limit import RateLimiterServer
-from serve_app.state.setup import resolve
+from serve_app.state.setup import check as check_state
+from serve_app.state.setup import cluster_hosts, resolve
 
 
 def check_engine_options(config: ModelConfig) -> None:
@@ -68,6 +69,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
     args = AppArgs.model_validate(raw_args)
     # Where the state lives is decided here, from this process's environment, so every replica agrees.
     args = args.model_copy(update={"state": resolve(args.state)})
+    check_state(args.state, cluster_hosts())
     keys = list(args.api_keys) + keys_from_env()
     if not keys:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")

@@ -32,6 +32,30 @@ def resolve(config: StateConfig, environ: Mapping[str, str] = os.environ) -> Sta
     return config.model_copy(update={"url": url, "files_url": files_url})
 
 
+def check(config: StateConfig, hosts: int = 1) -> None:
+    """What every replica would fail on when it opens the resolved store, refused once by the builder: a URL of
+    another kind, SQLite in memory, a files_url whose fsspec driver is not installed; and SQLite on a cluster of
+    `hosts` machines, where each replica would open its own host's file (its own files, batches and usage)."""
+    try:
+        store = StateStore(config.url)  # builds engine objects only: nothing connects
+        FileStorage(config.files_url)
+    except (ValueError, ImportError) as exc:
+        raise ValueError(f"state: {exc}") from None
+    if store.is_sqlite and hosts > 1:
+        raise ValueError(f"state: this Ray cluster spans {hosts} machines, and a SQLite file lives on one. Set "
+                         f"state.url in the config (or {STATE_URL_ENV} where the app is built) to a PostgreSQL "
+                         "database every node can reach.")
+
+
+def cluster_hosts() -> int:
+    """Machines in the Ray cluster this process belongs to (1 outside one): nodes of one host share its disk."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return len({node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}) or 1
+
+
 @dataclass
 class State:
     store: StateStore

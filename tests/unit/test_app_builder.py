@@ -195,3 +195,38 @@ def test_haproxy_env_moves_every_file_ray_keeps_in_tmp_into_the_private_folder()
     assert len(in_tmp) == 5 and in_tmp <= haproxy.keys()
     base = haproxy["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
     assert all(haproxy[name] == base or haproxy[name].startswith(base + "/") for name in in_tmp)
+
+
+@pytest.mark.parametrize(("state", "env", "error"), [
+    ({"url": "postgresql+psycopg://u@db/x"}, {}, "must be postgresql:// or sqlite:///"),
+    ({"url": "sqlite:///:memory:"}, {}, "needs a file"),
+    ({"files_url": "s3://bucket/prefix"}, {}, "s3fs"),
+    ({}, {"ENDPOINT_STATE_URL": "mysql://u@db/x"}, "must be postgresql:// or sqlite:///"),
+])
+def test_a_state_store_every_replica_would_fail_to_open_is_refused_when_the_app_is_built(
+        monkeypatch, tmp_path, state, env, error):
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("ENDPOINT_STATE_URL", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    raw = {**app_args(CPU_CONFIG), "state": state}
+    with pytest.raises(ValueError, match=error):
+        build_app(raw)
+
+
+def test_sqlite_is_refused_on_a_cluster_of_several_machines_and_kept_on_one(monkeypatch, tmp_path):
+    import ray
+
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("ENDPOINT_STATE_URL", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    one_host = [{"Alive": True, "NodeManagerAddress": "10.0.0.1"}, {"Alive": True, "NodeManagerAddress": "10.0.0.1"}]
+    monkeypatch.setattr(ray, "nodes", lambda: one_host)  # two raylets on one machine share its disk
+    build_app(app_args(CPU_CONFIG))
+    monkeypatch.setattr(ray, "nodes", lambda: [*one_host, {"Alive": True, "NodeManagerAddress": "10.0.0.2"}])
+    with pytest.raises(ValueError, match="spans 2 machines.*state.url"):
+        build_app(app_args(CPU_CONFIG))
+    monkeypatch.setenv("ENDPOINT_STATE_URL", "postgresql://endpoint@db.internal/endpoint")
+    build_app(app_args(CPU_CONFIG))
