@@ -48,7 +48,8 @@ class ChatPipeline:
         return chat
 
     async def admit(self, context: RequestContext, chat: ChatCompletionRequest, model: ServedModel) -> None:
-        await context.reserve_tokens(chat.token_estimate())  # before any model work: 429 if over budget
+        # before any model work: 429 if over budget
+        await context.reserve_tokens(model.reservation(chat.token_estimate(), chat.n))
         await self.registry.warm(model)
 
     @staticmethod

@@ -29,6 +29,12 @@ class ServedModel:
     reasoning_parser: str | None = None  # how it marks its thinking (gateway/reasoning.py)
     cache: CachePolicy | None = None  # answers repeated deterministic requests from the response cache
     capabilities: frozenset[str] | None = None  # ModelConfig.capabilities (default: all of its kind's)
+    context_tokens: int | None = None  # its context length, where the config's engine options say it
+
+    def reservation(self, estimate: int, sequences: int) -> int:
+        """Tokens to hold before model work: the request's estimate, but no more than `sequences` full contexts
+        (a max_tokens far beyond the context would otherwise be refused as over a key's per-minute limit)."""
+        return estimate if self.context_tokens is None else min(estimate, sequences * self.context_tokens)
 
     def __post_init__(self) -> None:
         if self.capabilities is None:
@@ -99,7 +105,7 @@ def _served(config: ModelConfig, backend: Any, limits: LimitsConfig) -> ServedMo
         cold_start = ColdStart(config.id, config.cold_start.max_hold_s, config.cold_start.expected_s)
     return ServedModel(config.id, config.kind, config.owned_by, backend, _input_limits(config, limits),
                        config.deployment_name, cold_start, config.tool_parser, config.reasoning_parser,
-                       cache_policy(config), config.capabilities)
+                       cache_policy(config), config.capabilities, config.engine_options.get("max_model_len"))
 
 
 def _input_limits(model: ModelConfig, limits: LimitsConfig) -> dict:

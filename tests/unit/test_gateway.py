@@ -219,3 +219,22 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_generated(path,
     [charged] = limiter.charged
     assert 10 + 2 * 5 <= charged["tokens"] < 10 + 2 * 50  # the prompt and what was generated before it left
     assert not [r for r in caplog.records if r.exc_info]  # a client leaving is no server error
+
+
+class Answers:
+    async def complete(self, request):
+        from serve_app.contract import Completion, TokenUsage
+
+        return Completion([("ok", "stop", None)], TokenUsage(5, 1))
+
+
+def test_max_tokens_beyond_the_context_holds_no_more_than_the_context_of_a_keys_minute():
+    from serve_app.config import RateLimits
+
+    limited = KeyStore([APIKey(name="k", sha256=hash_key("k"))], RateLimits(tokens_per_minute=10_000))
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 20_000}
+    for context_tokens, status in ((2048, 200), (None, 429)):  # unknown context: the estimate stands
+        model = ServedModel("m", "text", "me", Answers(), context_tokens=context_tokens)
+        app = create_asgi_app(ModelRegistry([model]), limited, LimitsConfig(), RateLimiterServer())
+        with TestClient(app, headers={"x-api-key": "k"}) as c:
+            assert c.post("/v1/chat/completions", json=body).status_code == status

@@ -48,7 +48,7 @@ class CompletionsRoute:
         headers = {HEADER: "miss"} if cache_key else {}
         if cache_key and (cached := await self.cache.lookup(cache_key)) is not None:
             return answer_from_cache(cached, context, "cmpl")
-        await context.reserve_tokens(req.token_estimate())
+        await context.reserve_tokens(model.reservation(req.token_estimate(), len(req.prompts()) * req.n))
         await self.registry.warm(model)
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         used = context.usage
