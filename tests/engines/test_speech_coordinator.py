@@ -163,3 +163,40 @@ def test_a_chunk_whose_replicas_are_gone_is_retried_once_then_a_503():
     with pytest.raises(ServiceUnavailable) as err:
         asyncio.run(SpeechWorkersHandle(Handle(), SPEECH_MODEL).transcribe_samples(None, 0.0, None))
     assert err.value.status_code == 503 and len(calls) == 2
+
+
+def test_a_speech_replica_whose_engine_keeps_failing_reports_itself_unhealthy():
+    from deployments.speech import FAILURES_BEFORE_UNHEALTHY, SpeechModelServer
+
+    class Engine:
+        broken = True
+
+        async def transcribe_samples(self, samples, offset, request):
+            if self.broken:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return ChunkTranscript([], "english", 1.0)
+
+        async def detect_language(self, samples):
+            raise InvalidRequest("this model knows one language")  # the caller's fault: the engine is fine
+
+        async def check_health(self):
+            return None
+
+    config = next(m for m in app_args()["models"] if m["id"] == SPEECH_MODEL)
+    server = SpeechModelServer(config, engine=Engine())
+
+    async def chunks(count: int) -> None:
+        for _ in range(count):
+            with pytest.raises((RuntimeError, InvalidRequest)):
+                await server.transcribe_samples(None, 0.0, None)
+            with pytest.raises(InvalidRequest):
+                await server.detect_language(None)
+
+    asyncio.run(chunks(FAILURES_BEFORE_UNHEALTHY - 1))
+    asyncio.run(server.check_health())  # a failure or two: still serving
+    asyncio.run(chunks(1))
+    with pytest.raises(RuntimeError, match="failed its last 3 chunks"):
+        asyncio.run(server.check_health())
+    server.engine.broken = False
+    asyncio.run(server.transcribe_samples(None, 0.0, None))
+    asyncio.run(server.check_health())
