@@ -14,6 +14,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from deployments.audio_chunks import DecodeBudget, Probe, iter_chunks, planned_chunk_seconds, probe
+from deployments.speech_languages import check_language
 from serve_app.config import DeploymentOptions, ModelConfig
 from serve_app.contract import ChunkTranscript, Transcription
 from serve_app.errors import InvalidRequest, model_overloaded, model_unavailable
@@ -76,6 +77,7 @@ class SpeechCoordinator:
 
     async def stream(self, audio: bytes, request: TranscriptionRequest) -> AsyncIterator[ChunkTranscript]:
         """Chunk transcripts in file order, each as soon as it and all before it are done."""
+        check_language(request, self.config.multilingual)  # a 400 before the upload is probed or decoded
         limit = self.splitting.max_audio_seconds
         budget = DecodeBudget(self.splitting.max_decode_seconds)
         header = await asyncio.to_thread(probe, audio, limit, budget)  # over the cap: refused before any work

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.tokenizer import _LANGUAGE_CODES
 from faster_whisper.vad import collect_chunks, get_speech_timestamps
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
@@ -16,8 +15,8 @@ from deployments.audio_chunks import SAMPLE_RATE
 from deployments.engines.base import SpeechEngine
 from deployments.engines.compute_priority import lower_this_thread
 from deployments.engines.options import WhisperOptions
+from deployments.speech_languages import check_language
 from serve_app.contract import ChunkTranscript, Segment, Word
-from serve_app.errors import InvalidRequest
 from serve_app.protocol.audio import TranscriptionRequest
 
 # OpenAI's temperature 0 means "let the decoder fall back to higher temperatures when it is unsure".
@@ -53,19 +52,7 @@ class WhisperEngine(SpeechEngine):
         self._slots = asyncio.Semaphore(self.options.num_workers)
 
     def check_language(self, request: TranscriptionRequest) -> None:
-        if request.task == "translate" and not self.multilingual:
-            raise InvalidRequest(f"Model `{request.model}` is an English-only speech model and does not support "
-                                 "audio translations.", param="model", code="model_not_supported")
-        if request.language is None:
-            return
-        if request.language not in _LANGUAGE_CODES:
-            raise InvalidRequest(f"Unknown language code `{request.language}` (use ISO-639-1, e.g. `en`).",
-                                 param="language")
-        if request.language != "en" and not self.multilingual:
-            raise InvalidRequest(
-                f"Model `{request.model}` only transcribes English; language `{request.language}` is not supported.",
-                param="language",
-            )
+        check_language(request, self.multilingual)
 
     async def transcribe_samples(self, samples: np.ndarray, offset: float,
                                  request: TranscriptionRequest) -> ChunkTranscript:

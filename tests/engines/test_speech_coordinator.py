@@ -200,3 +200,12 @@ def test_a_speech_replica_whose_engine_keeps_failing_reports_itself_unhealthy():
     server.engine.broken = False
     asyncio.run(server.transcribe_samples(None, 0.0, None))
     asyncio.run(server.check_health())
+
+
+@pytest.mark.parametrize(("language", "param"), [("xx", "language"), ("fr", "language")])
+def test_a_language_the_model_cannot_do_is_refused_before_the_upload_is_decoded(language, param):
+    workers = CountingWorkers()  # whisper-tiny.en: English only
+    with pytest.raises(InvalidRequest) as err:
+        asyncio.run(coordinator(workers).transcribe(tone("flac", "flac", 5),
+                                                    TranscriptionRequest(model=SPEECH_MODEL, language=language)))
+    assert err.value.param == param and workers.chunks == 0
