@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 
 import httpx
 from ray.serve.handle import DeploymentHandle
@@ -55,6 +56,7 @@ class BatchRunner:
         self._in_flight: dict[str, int] = defaultdict(int)
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run_forever())
+        self._stopped = False
 
     async def _parse(self, data: bytes) -> list[BatchLine]:
         return await asyncio.to_thread(parse_batch_file, data, self.state.config.max_batch_lines,
@@ -63,6 +65,20 @@ class BatchRunner:
     async def wake(self) -> None:
         """A batch was created or cancelled: look now rather than at the next poll."""
         self._wake.set()
+
+    def __del__(self) -> Awaitable[None] | None:
+        """Serve's graceful stop (a redeploy, a scale-down) awaits what this returns: the rounds stopped, then the
+        usage rows still queued written (the runner's gateway is called in-process: no lifespan of its own does
+        it). Python's own call when the object goes, after Serve's or for a runner never started, does nothing."""
+        if getattr(self, "_stopped", True):
+            return None
+        self._stopped = True
+        return self._stop()
+
+    async def _stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.state.close()
 
     async def check_health(self) -> None:
         if self._task.done():  # the loop must never end; Serve replaces a replica that fails this

@@ -59,3 +59,28 @@ def test_a_store_failing_once_while_answers_are_recorded_runs_no_line_twice(tmp_
     row = asyncio.run(scenario())
     assert dict(sent) == {"c0": 1, "c1": 1, "c2": 1, "c3": 1}
     assert row.status == "completed" and row.completed == 4 and row.failed == 0
+
+
+def test_a_graceful_stop_writes_the_usage_rows_still_queued(tmp_path):
+    from sqlalchemy import text
+
+    from serve_app.state.ledger import UsageRow
+    from serve_app.state.store import StateStore
+
+    url = f"sqlite:///{tmp_path}/state.db"
+
+    async def scenario():
+        runner = object.__new__(BatchRunner)
+        runner.state = State.open(StateConfig(url=url, files_url=str(tmp_path / "files"), usage_flush_interval_s=60))
+        runner._task, runner._stopped = asyncio.ensure_future(asyncio.sleep(3600)), False  # the rounds, running
+        runner.state.ledger.record(UsageRow(1, "req-1", "alice", "m", "/v1/chat/completions", 200, latency_ms=5.0,
+                                            prompt_tokens=7))
+        await runner.__del__()  # what Serve awaits on a redeploy
+        assert runner.__del__() is None  # Python's own call, when the object goes
+        store = StateStore(url)
+        async with store.transaction() as conn:
+            written = (await conn.execute(text("SELECT count(*) FROM usage_events"))).scalar_one()
+        await store.dispose()
+        return written, runner._task.cancelled()
+
+    assert asyncio.run(scenario()) == (1, True)
