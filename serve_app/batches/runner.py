@@ -54,6 +54,10 @@ class BatchRunner:
                                         timeout=None)
         self.concurrency = self.args.state.batch_concurrency
         self._in_flight: dict[str, int] = defaultdict(int)
+        # Lines sent to one model at once, across all batches: each batch queues at most `concurrency` lines
+        # for a model's slots, so the slots go to the batches in turn (a big batch does not hold up the others).
+        self._model_slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
+        self._advancing: dict[str, asyncio.Task] = {}  # batch id -> the task running it
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run_forever())
         self._stopped = False
@@ -76,8 +80,10 @@ class BatchRunner:
         return self._stop()
 
     async def _stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [self._task, *getattr(self, "_advancing", {}).values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.state.close()
 
     async def check_health(self) -> None:
@@ -87,15 +93,26 @@ class BatchRunner:
     async def _run_forever(self) -> None:
         while True:
             try:
-                for row in await self.state.batches.unfinished():
-                    await self._advance(row)
+                for row in await self.state.batches.unfinished():  # every batch at once, each in its own task
+                    running = self._advancing.get(row.id)
+                    if running is None or running.done():
+                        self._advancing[row.id] = asyncio.create_task(self._advance_logged(row))
             except Exception:  # noqa: BLE001 - the store may be down: log, and try again at the next poll
                 log.exception("batch runner round failed")
+            self._advancing = {key: task for key, task in self._advancing.items() if not task.done()}
             try:
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _advance_logged(self, row) -> None:
+        try:
+            await self._advance(row)
+        except Exception:  # noqa: BLE001 - the store may be down: the next poll takes this batch up again
+            log.exception("batch %s: round failed", row.id)
+            return
+        self._wake.set()  # a batch left running (cancelled, or more to do) is taken up again at once
 
     async def _advance(self, row) -> None:
         batches = self.state.batches
@@ -105,8 +122,8 @@ class BatchRunner:
             return await self._finish(row, "expired", ("validating", "in_progress", "finalizing"))
         if row.status == "finalizing":
             return await self._finish(row, "completed", ("finalizing",))
-        if row.status == "validating":
-            await batches.transition(row.id, ("validating",), "in_progress")
+        if row.status == "validating" and not await batches.transition(row.id, ("validating",), "in_progress"):
+            return  # cancelled (or taken up) since the round read it: the next round sees its new status
         lines = await self._input_lines(row)
         if lines is None:
             return
@@ -132,12 +149,12 @@ class BatchRunner:
 
     async def _run_lines(self, row, todo: list[BatchLine]) -> bool:
         """Run lines until all are done (True) or the batch is cancelled or expires (False)."""
-        models: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
+        queued: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
         stop = asyncio.Event()
 
         async def run(line: BatchLine) -> None:
             model = line.body["model"]
-            async with models[model]:
+            async with queued[model], self._model_slots[model]:
                 await self._wait_for_quiet(model, stop)
                 if stop.is_set():
                     return

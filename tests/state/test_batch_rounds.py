@@ -14,25 +14,37 @@ from serve_app.config import StateConfig
 from serve_app.state.setup import State
 
 
+def rounds_only(state: State, concurrency: int) -> BatchRunner:
+    """A runner's rounds alone: no gateway, no Serve (lines are sent by the test's own `_send`)."""
+    runner = object.__new__(BatchRunner)
+    runner.state, runner.concurrency, runner.handles = state, concurrency, {}
+    runner._in_flight, runner._wake, runner._advancing = collections.defaultdict(int), asyncio.Event(), {}
+    runner._model_slots = collections.defaultdict(lambda: asyncio.Semaphore(concurrency))
+
+    async def parse(data):
+        return parse_batch_file(data, 100, 10_000)
+
+    async def quiet(model, stop):
+        return None
+
+    runner._parse, runner._wait_for_quiet = parse, quiet
+    return runner
+
+
+def batch_file(count: int, prefix: str = "c") -> bytes:
+    return "\n".join(json.dumps({"custom_id": f"{prefix}{i}", "method": "POST", "url": "/v1/chat/completions",
+                                 "body": {"model": "m", "messages": []}}) for i in range(count)).encode()
+
+
 def test_a_store_failing_once_while_answers_are_recorded_runs_no_line_twice(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_module, "_RECORD_RETRY_S", 0.05)
     sent: collections.Counter = collections.Counter()
 
     async def scenario():
         state = State.open(StateConfig(url=f"sqlite:///{tmp_path}/state.db", files_url=str(tmp_path / "files")))
-        lines = "\n".join(json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
-                                      "body": {"model": "m", "messages": []}}) for i in range(4)).encode()
-        file = await state.files.create("alice", "batch", "in.jsonl", lines)
+        file = await state.files.create("alice", "batch", "in.jsonl", batch_file(4))
         batch = await state.batches.create("alice", "/v1/chat/completions", file["id"], "24h", None, 4)
-        runner = object.__new__(BatchRunner)  # its rounds alone: no gateway, no Serve
-        runner.state, runner.concurrency, runner.handles = state, 4, {}
-        runner._in_flight, runner._wake = collections.defaultdict(int), asyncio.Event()
-
-        async def parse(data):
-            return parse_batch_file(data, 100, 10_000)
-
-        async def quiet(model, stop):
-            return None
+        runner = rounds_only(state, concurrency=4)
 
         async def send(row, line, stop):
             sent[line.custom_id] += 1
@@ -47,7 +59,7 @@ def test_a_store_failing_once_while_answers_are_recorded_runs_no_line_twice(tmp_
                 raise RuntimeError("the store failed for a moment")
             return await record(*args)
 
-        runner._parse, runner._wait_for_quiet, runner._send = parse, quiet, send
+        runner._send = send
         state.batches.record_line = record_once_failing
         for _ in range(3):  # three of the runner's rounds
             for row in await state.batches.unfinished():
@@ -84,3 +96,40 @@ def test_a_graceful_stop_writes_the_usage_rows_still_queued(tmp_path):
         return written, runner._task.cancelled()
 
     assert asyncio.run(scenario()) == (1, True)
+
+
+def test_a_small_batch_is_not_held_up_behind_a_big_one_and_the_model_gets_one_line_at_a_time(tmp_path):
+    finished: list[str] = []
+    in_flight, most = 0, 0
+
+    async def scenario():
+        nonlocal in_flight, most
+        state = State.open(StateConfig(url=f"sqlite:///{tmp_path}/state.db", files_url=str(tmp_path / "files")))
+        runner = rounds_only(state, concurrency=1)
+
+        async def send(row, line, stop):
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.02)
+            in_flight -= 1
+            return True, {"custom_id": line.custom_id}
+
+        runner._send = send
+        ids = {}
+        for name, count in (("big", 30), ("small", 1)):  # the big batch first
+            file = await state.files.create("alice", "batch", f"{name}.jsonl", batch_file(count, name))
+            ids[(await state.batches.create("alice", "/v1/chat/completions", file["id"], "24h", None, count))["id"]] \
+                = name
+        runner._task = asyncio.create_task(runner._run_forever())
+        runner._stopped = False
+        while len(finished) < 2:
+            await asyncio.sleep(0.05)
+            for batch_id, name in ids.items():
+                row = await state.batches.get(None, batch_id)
+                if row.status == "completed" and name not in finished:
+                    finished.append(name)
+        await runner.__del__()
+
+    asyncio.run(scenario())
+    assert finished == ["small", "big"] and most == 1  # before: "big" first, the small one waited 30 lines
