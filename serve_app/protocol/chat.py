@@ -136,10 +136,9 @@ class ChatCompletionRequest(SamplingRequest):
             tools = self.offered_tools()
             if not isinstance(self.tool_choice, str):
                 tools = [t for t in tools if t.function.name == self.tool_choice.function.name]
-            # `required`: one call or several, of any offered tool (the same one twice included), unless
-            # parallel calls are off; a named function: that one call
-            return Constraint(tool_calls_schema(tools, self.parallel_tool_calls and self.tool_choice == "required"),
-                              "tool_calls")
+            # Several calls only when there are several tools to call: under the grammar, a model offered one
+            # tool and an open-ended list repeats the same call until max_tokens (tests/e2e/test_responses.py)
+            return Constraint(tool_calls_schema(tools, self.parallel_tool_calls and len(tools) > 1), "tool_calls")
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None

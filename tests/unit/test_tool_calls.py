@@ -95,11 +95,13 @@ def test_parallel_tool_calls_false_means_one_call_whatever_the_model_wrote():
     assert [json.loads(c["function"]["arguments"])["city"] for c in one.tool_calls] == ["Paris"]
 
 
-def test_required_with_one_tool_may_call_it_more_than_once_unless_parallel_calls_are_off():
-    items = chat(tools=[WEATHER], tool_choice="required").constraint().schema["properties"]["tool_calls"]
+def test_required_calls_several_tools_at_once_unless_parallel_calls_are_off():
+    items = chat(tools=[WEATHER, TIME], tool_choice="required").constraint().schema["properties"]["tool_calls"]
     assert "maxItems" not in items
-    off = chat(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False).constraint().schema
+    off = chat(tools=[WEATHER, TIME], tool_choice="required", parallel_tool_calls=False).constraint().schema
     assert off["properties"]["tool_calls"]["maxItems"] == 1
+    one = chat(tools=[WEATHER], tool_choice="required").constraint().schema  # one tool: one call (see chat.py)
+    assert one["properties"]["tool_calls"]["maxItems"] == 1
 
 
 def test_named_choice_constrains_to_that_function_only():
