@@ -96,9 +96,16 @@ def processor_messages(request: ChatCompletionRequest) -> list[dict]:
     return messages
 
 
-def apply_template(template_owner, messages: list[dict], tools: list[dict] | None = None) -> str:
-    """Prompt text from a tokenizer's or processor's chat template; a template's refusal is a 400."""
-    extra = {"tools": tools} if tools else {}
+def apply_template(template_owner, messages: list[dict], tools: list[dict] | None = None,
+                   thinking: bool = True) -> str:
+    """Prompt text from a tokenizer's or processor's chat template; a template's refusal is a 400. `thinking`
+    False: the template's own switch (`enable_thinking`, Qwen3's), or a 400 for a template that has none."""
+    extra: dict = {"tools": tools} if tools else {}
+    if not thinking:
+        if "enable_thinking" not in str(template_owner.chat_template or ""):
+            raise InvalidRequest("This model's chat template has no switch for its thinking: `reasoning_effort` "
+                                 "none or minimal cannot be honoured.", param="reasoning_effort")
+        extra["enable_thinking"] = False
     try:
         return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
     except TemplateError as exc:  # e.g. a template that insists on alternating roles
@@ -108,11 +115,11 @@ def apply_template(template_owner, messages: list[dict], tools: list[dict] | Non
 def render_chat(tokenizer, request: ChatCompletionRequest) -> str:
     native = bool(request.offered_tools()) and knows_tools(tokenizer)
     tools = [t.model_dump(exclude_none=True) for t in request.offered_tools()] if native else None
-    return apply_template(tokenizer, chat_messages(request, native), tools)
+    return apply_template(tokenizer, chat_messages(request, native), tools, request.thinks())
 
 
 def render_multimodal(processor, request: ChatCompletionRequest) -> str:
-    return apply_template(processor, processor_messages(request))
+    return apply_template(processor, processor_messages(request), thinking=request.thinks())
 
 
 def refuse_far_too_long(request: TextRequest, max_model_len: int) -> None:

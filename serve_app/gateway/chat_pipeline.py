@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 from serve_app.contract import Completion, GenerationStep, TokenUsage
+from serve_app.errors import InvalidRequest
 from serve_app.gateway.context import RequestContext, Usage
 from serve_app.gateway.inputs.image_parts import ImageInputs
 from serve_app.gateway.inputs.schemas import check_schemas
@@ -34,6 +35,9 @@ class ChatPipeline:
 
     def model_for(self, context: RequestContext, chat: ChatCompletionRequest) -> ServedModel:
         model = self.registry.for_caller(context, chat.model, "chat")
+        if chat.reasoning_effort is not None and model.reasoning_parser is None:
+            raise InvalidRequest(f"Model `{model.id}` does not think before answering: `reasoning_effort` is only "
+                                 "accepted by reasoning models.", param="reasoning_effort")
         context.sampling = chat.sampling_summary()
         return model
 

@@ -98,6 +98,9 @@ class ChatCompletionRequest(SamplingRequest):
     tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        None, description="Reasoning models only: `none` or `minimal` switch the thinking off (where the chat "
+        "template can, e.g. Qwen3's); the other levels leave it on, as the model thinks.")
     user: str | None = None
 
     @field_validator("top_logprobs")
@@ -119,6 +122,10 @@ class ChatCompletionRequest(SamplingRequest):
         prompt plus `n` times the completion cap it asks for."""
         chars = sum(len(m.text()) for m in self.messages)
         return chars // 4 + self.n * (self.token_budget() or 0)
+
+    def thinks(self) -> bool:
+        """False when the client switched a reasoning model's thinking off."""
+        return self.reasoning_effort not in ("none", "minimal")
 
     def offered_tools(self) -> list[Tool]:
         """Tools the model is told about (none when `tool_choice` is `none`)."""

@@ -32,7 +32,8 @@ from serve_app.protocol.validation import param_path
 PREVIOUS = "previous_response_id"  # where items carried over from the previous response come from
 _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\]")
 _TOOL_PARAM = re.compile(r"^tools\[(\d+)\]\.function\.")
-_CHAT_PARAMS = {"messages": "input", "response_format.json_schema.schema": "text.format.schema"}
+_CHAT_PARAMS = {"messages": "input", "response_format.json_schema.schema": "text.format.schema",
+                "reasoning_effort": "reasoning"}
 
 
 @dataclass
@@ -142,6 +143,8 @@ def _chat_body(request: ResponsesRequest, messages: list[dict]) -> dict:
         body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     elif choice is not None:
         body["tool_choice"] = choice
+    if request.reasoning is not None and request.reasoning.effort is not None:
+        body["reasoning_effort"] = request.reasoning.effort
     fmt = request.format()
     if isinstance(fmt, FormatJSONObject):
         body["response_format"] = {"type": "json_object"}

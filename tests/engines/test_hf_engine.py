@@ -222,3 +222,24 @@ def test_steps_say_the_usage_so_far_so_a_client_that_leaves_is_charged(hf_engine
     so_far = [s.progress.completion_tokens for s in got[:-1]]
     assert so_far == sorted(so_far) and so_far[-1] < 6 and all(s.usage is None for s in got[:-1])
     assert got[-1].usage.completion_tokens == 6 and got[-1].progress is None
+
+
+QWEN3_LIKE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n"
+              "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+              "{% endif %}")
+
+
+def test_reasoning_effort_none_switches_thinking_off_through_the_template_or_is_a_400(smollm_path):
+    from transformers import AutoTokenizer
+
+    from deployments.engines.chat_prompt import render_chat
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm_path)
+    with pytest.raises(InvalidRequest) as err:  # SmolLM2's own template has no switch
+        render_chat(tokenizer, chat(reasoning_effort="none"))
+    assert err.value.param == "reasoning_effort"
+    tokenizer.chat_template = QWEN3_LIKE
+    assert render_chat(tokenizer, chat(reasoning_effort="minimal")).endswith("<think>\n\n</think>\n\n")
+    for effort in (None, "high"):
+        assert "<think>" not in render_chat(tokenizer, chat(reasoning_effort=effort))

@@ -72,3 +72,33 @@ def test_tool_calls_are_read_after_the_thinking(stream):
         message = r.json()["choices"][0]["message"]
         assert message["reasoning_content"] == "I should call add."
         assert message["tool_calls"][0]["function"]["name"] == "add"
+
+
+class RecordingBackend(ThinkingBackend):
+    def __init__(self) -> None:
+        super().__init__(["It is 4."])
+        self.efforts: list[str | None] = []
+
+    async def complete(self, request):
+        self.efforts.append(request.reasoning_effort)
+        return await super().complete(request)
+
+
+def test_reasoning_effort_reaches_the_engine_from_both_routes_and_is_refused_for_other_models():
+    backend = RecordingBackend()
+    models = [ServedModel("qwen3", "text", "me", backend, reasoning_parser="qwen3"),
+              ServedModel("plain", "text", "me", backend)]
+    app = create_asgi_app(ModelRegistry(models), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
+                          LimitsConfig(), RateLimiterServer())
+    with TestClient(app, headers={"x-api-key": "k"}) as client:
+        assert client.post("/v1/chat/completions", json={**BODY, "reasoning_effort": "none"}).status_code == 200
+        r = client.post("/v1/responses", json={"model": "qwen3", "input": "2+2?", "reasoning": {"effort": "minimal"},
+                                               "store": False})
+        assert r.status_code == 200, r.text
+        assert backend.efforts == ["none", "minimal"]
+        for path, body, param in (("/v1/chat/completions", {**BODY, "model": "plain", "reasoning_effort": "low"},
+                                   "reasoning_effort"),
+                                  ("/v1/responses", {"model": "plain", "input": "x", "reasoning": {"effort": "low"}},
+                                   "reasoning")):
+            r = client.post(path, json=body)
+            assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
