@@ -23,7 +23,7 @@ def param_path(loc: tuple) -> str:
             skip_tag = False
         elif "tagged-union" in part:
             tagged = True
-        elif not _is_union_branch(part):
+        elif not out or not _is_union_branch(part):  # the first part is a field the client sent (`include[]`)
             out += f".{part}" if out else str(part)
     return out
 

@@ -65,6 +65,12 @@ def test_param_path_formats_nested_locations():
     assert param_path(loc) == "messages[2].content[0].text"
 
 
+def test_a_form_field_named_with_brackets_is_named_in_the_error():
+    with pytest.raises(InvalidRequest) as err:
+        parse_model(TranscriptionRequest, {"model": "w", "include[]": "logprobs"})
+    assert err.value.param == "include[]" and "include[]" in err.value.message
+
+
 def test_transcription_fields():
     req = parse_model(TranscriptionRequest, {"model": "w", "response_format": "srt", "temperature": "0.2",
                                              "timestamp_granularities": ["word", "segment"]})
