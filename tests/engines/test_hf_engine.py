@@ -243,3 +243,30 @@ def test_reasoning_effort_none_switches_thinking_off_through_the_template_or_is_
     assert render_chat(tokenizer, chat(reasoning_effort="minimal")).endswith("<think>\n\n</think>\n\n")
     for effort in (None, "high"):
         assert "<think>" not in render_chat(tokenizer, chat(reasoning_effort=effort))
+
+
+def test_a_request_whose_prefill_fails_fails_alone_not_the_requests_admitted_with_it(hf_engine, monkeypatch):
+    from deployments.engines.hf import engine as engine_module
+
+    poison = hf_engine.tokenizer("zebra-poison", add_special_tokens=False).input_ids
+    prefill = engine_module.RunningBatch.prefill
+
+    def failing_for_the_poison(model, prompts, *args, **kwargs):
+        if any(str(poison)[1:-1] in str(ids) for ids in prompts):
+            raise RuntimeError("a prompt this model cannot take")
+        return prefill(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module.RunningBatch, "prefill", staticmethod(failing_for_the_poison))
+
+    async def together():
+        def ask(text: str):
+            request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": text}], max_tokens=4,
+                                            temperature=0)
+            return collect(hf_engine.generate(request), 1)
+
+        return await asyncio.gather(ask("What is the capital of France?"), ask("zebra-poison"),
+                                    ask("Name a colour."), return_exceptions=True)
+
+    good, bad, other = asyncio.run(together())
+    assert isinstance(bad, RuntimeError) and "generation failed" in str(bad)
+    assert good.usage.completion_tokens == 4 and other.usage.completion_tokens == 4

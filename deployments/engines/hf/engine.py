@@ -194,22 +194,31 @@ class HFTextEngine(TextEngine):
         groups = [[r for r in new_rows if r[1].vision is None]] + [
             [r for r in new_rows if r[0] is job] for job in jobs
             if any(seq.vision is not None for seq in job.sequences)]
-        try:
-            fresh = [RunningBatch.prefill(self.model, [s.prompt_ids for _, s in group], [s.params for _, s in group],
-                                          self._pad, group[0][1].vision, [s.matcher for _, s in group],
-                                          self._grammars, tuple(sorted(self._eos))) for group in groups if group]
-        except Exception as exc:  # the newcomers failed before touching the running batch: fail only them
-            log.exception("prefill failed")
-            for job in jobs:
-                job.emit(RuntimeError(f"generation failed: {type(exc).__name__}"))
-            return
-        for batch in fresh:
-            if self._batch is None:
-                self._batch = batch
-            else:
-                self._batch.merge(batch)
-        self._rows += [row for group in groups for row in group]
+        for group in groups:
+            for batch, rows in self._prefilled(group):
+                if self._batch is None:
+                    self._batch = batch
+                else:
+                    self._batch.merge(batch)
+                self._rows += rows
         self._busy_peak_jobs = max(self._busy_peak_jobs, len({id(job) for job, _ in self._rows}))
+
+    def _prefilled(self, group: list[tuple[_Job, _Sequence]]) -> list[tuple[RunningBatch, list]]:
+        """The group prefilled together; if that fails, each request alone, so only the one at fault fails (the
+        running batch is untouched either way)."""
+        if not group:
+            return []
+        try:
+            return [(RunningBatch.prefill(self.model, [s.prompt_ids for _, s in group], [s.params for _, s in group],
+                                          self._pad, group[0][1].vision, [s.matcher for _, s in group],
+                                          self._grammars, tuple(sorted(self._eos))), group)]
+        except Exception as exc:  # noqa: BLE001 - reported to the requests it concerns, never the whole engine
+            jobs = list({id(job): job for job, _ in group}.values())
+            if len(jobs) > 1:
+                return [done for job in jobs for done in self._prefilled([row for row in group if row[0] is job])]
+            log.exception("prefill failed")
+            jobs[0].emit(RuntimeError(f"generation failed: {type(exc).__name__}"))
+            return []
 
     def _step(self) -> None:
         """Sample one token for every row, emit text, drop finished rows, run the next forward pass."""
