@@ -27,6 +27,7 @@ from serve_app.security.rate_limit import Decision
 log = logging.getLogger(__name__)
 # What a replica's death (or its deployment having none) looks like to a handle call.
 REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+CHARGE_RETRIES, CHARGE_RETRY_S = 10, 1.0  # a charge the rate limiter missed is sent again for ~10 s
 
 
 async def _relay(start, model: str) -> AsyncIterator:
@@ -117,6 +118,7 @@ class LimiterBackend:
     def __init__(self, handle: DeploymentHandle, timeout_s: float = 5.0) -> None:
         self._handle = handle
         self.timeout_s = timeout_s
+        self._retrying: set[asyncio.Task] = set()
 
     async def _ask(self, method: str, *args: object):
         try:
@@ -134,8 +136,22 @@ class LimiterBackend:
                      lease: str | None = None) -> None:
         try:
             await self._ask("charge", key, limits, amounts, reserved_tokens, lease)
-        except ServiceUnavailable:  # the answer has been sent: record the loss, never fail the response
-            log.warning("usage of key %s not charged (rate limiter unavailable): %s", key, amounts)
+        except ServiceUnavailable:  # the answer has been sent: never fail the response; try again in the background
+            task = asyncio.create_task(self._charge_later(key, limits, amounts, reserved_tokens, lease))
+            self._retrying.add(task)  # held until done (the loop keeps only weak references to tasks)
+            task.add_done_callback(self._retrying.discard)
+
+    async def _charge_later(self, key: str, limits: RateLimits, amounts: dict[str, float], reserved_tokens: float,
+                            lease: str | None) -> None:
+        """Dropped, a finished request's place would stay taken for its lease's hour. A call that timed out here
+        may have landed there: a debit counted twice refills within the minute, a lease released twice is a no-op."""
+        for _ in range(CHARGE_RETRIES):
+            await asyncio.sleep(CHARGE_RETRY_S)
+            try:
+                return await self._ask("charge", key, limits, amounts, reserved_tokens, lease)
+            except ServiceUnavailable:
+                continue
+        log.warning("usage of key %s not charged (rate limiter unavailable): %s", key, amounts)
 
     async def apply(self, ops: list[tuple]) -> list[Decision]:
         return await self._ask("apply", ops)

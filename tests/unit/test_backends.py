@@ -149,3 +149,32 @@ def test_an_unanswering_rate_limiter_is_a_503_in_bounded_time_never_a_hang():
     assert err.value.code == "rate_limiter_unavailable" and err.value.headers["Retry-After"]
     with pytest.raises(ServiceUnavailable):
         asyncio.run(LimiterBackend(ScriptedHandle([lost_replica()])).admit("k", RateLimits()))
+
+
+def test_a_charge_the_rate_limiter_missed_is_sent_again_in_the_background(monkeypatch):
+    from serve_app.config import RateLimits
+    from serve_app.gateway import backends
+    from serve_app.gateway.backends import LimiterBackend
+
+    monkeypatch.setattr(backends, "CHARGE_RETRY_S", 0.01)
+
+    class DownThenUp(FullQueueHandle):
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def remote(self, *args):
+            self.calls.append(args)
+            if len(self.calls) <= 2:
+                raise lost_replica()  # restarting: the first try and one retry fail
+            return asyncio.sleep(0)
+
+    async def charge():
+        handle = DownThenUp()
+        limiter = LimiterBackend(handle, timeout_s=0.2)
+        await limiter.charge("k", RateLimits(), {"tokens": 5}, 0.0, "lease-1")  # returns at once: the answer is sent
+        assert len(handle.calls) == 1
+        await asyncio.sleep(0.2)
+        return handle.calls
+
+    calls = asyncio.run(charge())
+    assert len(calls) == 3 and calls[-1][-1] == "lease-1"  # the lease is released in the end
