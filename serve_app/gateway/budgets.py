@@ -1,7 +1,8 @@
 """Per-key spend budgets (tokens and audio seconds per UTC day and month), checked against the usage ledger
-before a request runs. A key's spend is read from the store at most once a second and this replica's
-unwritten rows are added, so a burst can overshoot a budget by about a second of traffic. While the store is
-down, requests pass (fail open) rather than locking every key out."""
+before a request runs. Requests still running are not counted (their usage is not known yet), so a key can
+pass its budget by what its requests in flight use. A key's spend is read from the store at most once a second
+and this replica's unwritten rows are added, so a burst can also overshoot by about a second of traffic. While
+the store is down, requests pass (fail open) rather than locking every key out."""
 
 from __future__ import annotations
 
