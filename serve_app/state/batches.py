@@ -8,6 +8,8 @@ import secrets
 import time
 
 from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from serve_app.state.schema import batch_results, batches
 from serve_app.state.store import StateStore
@@ -89,13 +91,19 @@ class BatchRepository:
             return set((await conn.execute(select(batch_results.c.line).where(
                 batch_results.c.batch_id == batch_id))).scalars())
 
-    async def record_line(self, batch_id: str, line: int, ok: bool, payload: dict) -> None:
-        """The line's result and the batch's counts, in one transaction."""
+    async def record_line(self, batch_id: str, line: int, ok: bool, payload: dict) -> bool:
+        """The line's result and the batch's counts, in one transaction; False (nothing changed) when the line
+        was recorded already: the first answer stands (a runner replica overlapping its successor during a
+        redeploy may have sent the line too)."""
         counter = batches.c.completed if ok else batches.c.failed
+        dialect_insert = sqlite_insert if self.store.is_sqlite else postgresql_insert
+        row = {"batch_id": batch_id, "line": line, "ok": ok, "payload": json.dumps(payload, ensure_ascii=False)}
         async with self.store.transaction() as conn:
-            await conn.execute(insert(batch_results), {"batch_id": batch_id, "line": line, "ok": ok,
-                                                       "payload": json.dumps(payload, ensure_ascii=False)})
+            added = await conn.execute(dialect_insert(batch_results).values(row).on_conflict_do_nothing())
+            if added.rowcount != 1:
+                return False
             await conn.execute(update(batches).where(batches.c.id == batch_id).values({counter: counter + 1}))
+        return True
 
     async def results(self, batch_id: str) -> list:
         async with self.store.transaction() as conn:

@@ -4,13 +4,13 @@ response cache, each through the same code the gateway and the batch runner use.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from starlette.testclient import TestClient
 
 from serve_app.config import APIKey, Budgets, LimitsConfig, RateLimits, StateConfig
@@ -154,10 +154,12 @@ def test_batch_lines_are_recorded_once_with_their_counts(store_url):
         store = StateStore(store_url)
         batches = BatchRepository(store)
         made = await batches.create("alice", "/v1/chat/completions", "file-1", "24h", {"job": "x"}, 3)
-        await batches.record_line(made["id"], 0, True, {"custom_id": "a"})
-        await batches.record_line(made["id"], 2, False, {"custom_id": "c"})
-        with pytest.raises(IntegrityError):  # a line is stored once
-            await batches.record_line(made["id"], 0, True, {"custom_id": "a"})
+        assert await batches.record_line(made["id"], 0, True, {"custom_id": "a"})
+        assert await batches.record_line(made["id"], 2, False, {"custom_id": "c"})
+        # a line is stored once: a second answer (a runner overlapping its successor) changes nothing
+        assert not await batches.record_line(made["id"], 0, False, {"custom_id": "a", "again": True})
+        assert [json.loads(r.payload) for r in await batches.results(made["id"])] == [
+            {"custom_id": "a"}, {"custom_id": "c"}]
         done = await batches.finished_lines(made["id"])
         moved = await batches.transition(made["id"], ("validating",), "in_progress")
         not_moved = await batches.transition(made["id"], ("validating",), "in_progress")
