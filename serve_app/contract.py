@@ -29,6 +29,11 @@ class GenerationStep:
     usage: TokenUsage | None = None
     progress: TokenUsage | None = None
 
+    @classmethod
+    def at(cls, deltas: list[ChoiceDelta], so_far: TokenUsage, last: bool) -> GenerationStep:
+        """A step with the request's usage so far: its `usage` on the last step, its `progress` before."""
+        return cls(deltas, usage=so_far) if last else cls(deltas, progress=so_far)
+
     @property
     def used(self) -> TokenUsage | None:
         """The request's usage as of this step (final on the last), if the engine said."""

@@ -61,8 +61,7 @@ class SyntheticEngine(TextEngine):
                 last = produced == limit
                 finished[choice] = last
                 deltas.append(ChoiceDelta(choice, word, "length" if last else None))
-            so_far = TokenUsage(prompt, produced * request.n)
-            return GenerationStep(deltas, so_far) if all(finished) else GenerationStep(deltas, progress=so_far)
+            return GenerationStep.at(deltas, TokenUsage(prompt, produced * request.n), all(finished))
 
         loop = asyncio.get_running_loop()
         start, produced = loop.time(), 0

@@ -93,10 +93,9 @@ class VLLMEngine(TextEngine):
                     entries = _logprob_entries(choice, top) if top is not None and choice.token_ids else None
                     if choice.text or choice.finish_reason or entries:
                         deltas.append(ChoiceDelta(choice.index, choice.text, _finish(choice.finish_reason), entries))
-                so_far = TokenUsage(len(output.prompt_token_ids or []), completion_tokens)
                 if deltas or output.finished:
-                    yield (GenerationStep(deltas=deltas, usage=so_far) if output.finished else
-                           GenerationStep(deltas=deltas, progress=so_far))
+                    so_far = TokenUsage(len(output.prompt_token_ids or []), completion_tokens)
+                    yield GenerationStep.at(deltas, so_far, output.finished)
         except VLLMClientError as exc:  # vLLM's own checks of the prompt and parameters
             raise _client_error(exc) from None
 

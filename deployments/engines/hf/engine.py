@@ -318,7 +318,6 @@ class HFTextEngine(TextEngine):
             else:
                 keep.append(r)
         for job, deltas in steps.values():
-            done = job.open_sequences == 0
-            usage = TokenUsage(len(job.sequences[0].prompt_ids), job.completion_tokens)
-            job.emit(GenerationStep(deltas=deltas, usage=usage if done else None, progress=None if done else usage))
+            so_far = TokenUsage(len(job.sequences[0].prompt_ids), job.completion_tokens)
+            job.emit(GenerationStep.at(deltas, so_far, job.open_sequences == 0))
         return keep

@@ -51,7 +51,6 @@ class ResponsesRoute:
         form = to_chat(req, history)
         with form.responses_params():
             self.pipeline.check(form.chat)
-        with form.responses_params():
             model = self.pipeline.model_for(context, form.chat)
         if req.reasoning is not None and model.reasoning_parser is None:
             raise InvalidRequest(f"Model `{model.id}` does not think before answering: `reasoning` is only "
