@@ -43,6 +43,31 @@ def test_cluster_yaml_passes_ray_validation():
     assert prepared["rsync_filter"] == [".gitignore"]  # a checkout's .venv (~5 GB) stays home
 
 
+def test_every_node_boots_a_current_image_and_cpu_nodes_skip_the_cuda_stack():
+    prepared = check_cluster(CLUSTER)
+    for name, node in prepared["available_node_types"].items():
+        # Without an ImageId the launcher boots its 2021 default (Ubuntu 18.04, CUDA 11.2): too old a driver
+        image = node["node_config"].get("ImageId", "")
+        assert image.startswith(("ami-", "resolve:ssm:/aws/service/deeplearning/")), name
+        if node["resources"].get("GPU"):
+            continue
+        docker_image = (prepared["docker"]["head_image"] if name == prepared["head_node_type"]
+                        else node.get("docker", {}).get("worker_image", prepared["docker"]["worker_image"]))
+        setup = (prepared["head_setup_commands"] if name == prepared["head_node_type"]
+                 else node.get("worker_setup_commands", prepared["worker_setup_commands"]))
+        assert docker_image.endswith("-cpu"), name
+        assert setup and not any("[gpu]" in c for c in setup), name
+
+
+def test_the_hub_cache_mount_is_a_host_folder_the_container_user_owns():
+    mounts = [o.split()[1] for o in CLUSTER["docker"]["run_options"] if o.startswith("-v ")]
+    [cache] = [m for m in mounts if "hf-cache" in m]
+    host, container = cache.split(":")
+    assert f"-e HF_HOME={container}" in CLUSTER["docker"]["run_options"]
+    # docker would make a missing host folder root's; the image runs as `ray` (uid 1000)
+    assert any(c.startswith("sudo install -d -o 1000") and c.endswith(host) for c in CLUSTER["initialization_commands"])
+
+
 # What the GPU extra brings and the head does not install: a head that imported one of them could not build.
 GPU_ONLY_MODULES = ["torch", "transformers", "vllm", "accelerate", "gguf", "xgrammar"]
 
