@@ -139,3 +139,20 @@ def test_the_tls_example_bounds_slow_clients_and_streams_unbuffered():
     for directive in ("ssl_certificate ", "client_header_timeout", "client_body_timeout", "proxy_buffering off",
                       "proxy_pass http://ray_serve"):
         assert directive in conf, directive
+
+
+def test_the_tls_example_admits_every_body_the_gateway_accepts():
+    import re
+
+    from serve_app.config import LimitsConfig, StateConfig
+
+    conf = (REPO / "config" / "nginx-tls.conf").read_text()
+
+    def megabytes(text: str) -> int:
+        return int(re.search(r"client_max_body_size\s+(\d+)m;", text).group(1)) * 2**20
+
+    files = re.search(r"location = /v1/files \{(.*?)\}", conf, re.S).group(1)
+    assert "proxy_pass http://ray_serve" in files and "proxy_request_buffering off" in files
+    assert megabytes(files) >= StateConfig().max_file_bytes
+    limits = LimitsConfig()
+    assert megabytes(conf) >= max(limits.max_audio_bytes, limits.max_request_bytes)
