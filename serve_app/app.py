@@ -69,7 +69,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
     args = AppArgs.model_validate(raw_args)
     # Where the state lives is decided here, from this process's environment, so every replica agrees.
     args = args.model_copy(update={"state": resolve(args.state)})
-    check_state(args.state, cluster_hosts())
+    check_state(args.state, cluster_hosts(wants_gpus=any(m.wants_gpus for m in args.models)))
     keys = list(args.api_keys) + keys_from_env()
     if not keys:
         raise ValueError(f"No API secret configured. Set {ENV_VAR} (comma-separated secrets) and start again.")

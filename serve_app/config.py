@@ -174,6 +174,10 @@ class ModelConfig(_Strict):
         return self.deployment.num_replicas is None and autoscaling.get("min_replicas", 1) == 0
 
     @property
+    def wants_gpus(self) -> bool:
+        return bool((self.deployment.ray_actor_options or {}).get("num_gpus"))
+
+    @property
     def deployment_name(self) -> str:
         return "model-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in self.id)
 

@@ -42,18 +42,24 @@ def check(config: StateConfig, hosts: int = 1) -> None:
     except (ValueError, ImportError) as exc:
         raise ValueError(f"state: {exc}") from None
     if store.is_sqlite and hosts > 1:
-        raise ValueError(f"state: this Ray cluster spans {hosts} machines, and a SQLite file lives on one. Set "
-                         f"state.url in the config (or {STATE_URL_ENV} where the app is built) to a PostgreSQL "
-                         "database every node can reach.")
+        raise ValueError(f"state: this Ray cluster spans {hosts} machines (counting one its GPU replicas wait for), "
+                         f"and a SQLite file lives on one. Set state.url in the config (or {STATE_URL_ENV} where the "
+                         "app is built) to a PostgreSQL database every node can reach.")
 
 
-def cluster_hosts() -> int:
-    """Machines in the Ray cluster this process belongs to (1 outside one): nodes of one host share its disk."""
+def cluster_hosts(wants_gpus: bool = False) -> int:
+    """Machines in the Ray cluster this process belongs to (1 outside one): nodes of one host share its disk. When
+    replicas want GPUs and no live node has one, they will run on a machine still to come (cluster.yaml's GPU
+    workers boot minutes after the head, where the app is built), so that machine counts too."""
     import ray
 
     if not ray.is_initialized():
         return 1
-    return len({node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}) or 1
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    hosts = len({node["NodeManagerAddress"] for node in alive}) or 1
+    if wants_gpus and not any(node.get("Resources", {}).get("GPU") for node in alive):
+        hosts += 1
+    return hosts
 
 
 @dataclass

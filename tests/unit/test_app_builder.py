@@ -230,3 +230,22 @@ def test_sqlite_is_refused_on_a_cluster_of_several_machines_and_kept_on_one(monk
         build_app(app_args(CPU_CONFIG))
     monkeypatch.setenv("ENDPOINT_STATE_URL", "postgresql://endpoint@db.internal/endpoint")
     build_app(app_args(CPU_CONFIG))
+
+
+def test_sqlite_is_refused_where_gpu_replicas_wait_for_a_machine_the_cluster_does_not_have_yet(monkeypatch, tmp_path):
+    """cluster.yaml right after `ray up`: the head (no GPU) is the only live node, its GPU workers still boot."""
+    import ray
+
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("ENDPOINT_STATE_URL", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    head = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 8.0}}
+    monkeypatch.setattr(ray, "nodes", lambda: [head])
+    gpu_args = app_args(GPU_CONFIG)
+    with pytest.raises(ValueError, match="spans 2 machines.*GPU replicas wait for.*state.url"):
+        build_app(gpu_args)
+    build_app(app_args(CPU_CONFIG))  # nothing wants a GPU: one machine
+    one_gpu_box = {**head, "Resources": {"CPU": 8.0, "GPU": 1.0}}
+    monkeypatch.setattr(ray, "nodes", lambda: [one_gpu_box])
+    build_app(gpu_args)  # one machine with its GPU: SQLite stays fine
