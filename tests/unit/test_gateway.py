@@ -143,6 +143,21 @@ def test_a_body_that_arrives_too_slowly_is_408():
     assert err.value.status_code == 408 and err.value.code == "request_timeout"
 
 
+@pytest.mark.parametrize("declared", ["\u00b2", "\u0663", "1\u00b9", "-5", ""])
+def test_a_declared_length_that_is_no_ascii_number_is_ignored_and_the_bytes_counted(declared):
+    import asyncio
+
+    from serve_app.gateway.body import read_stream_capped
+
+    async def body(size: int):
+        yield b"x" * size
+
+    assert asyncio.run(read_stream_capped(body(10), declared, 100, too_large(100, "x"))) == b"x" * 10
+    with pytest.raises(APIError) as err:
+        asyncio.run(read_stream_capped(body(101), declared, 100, too_large(100, "x")))
+    assert err.value.status_code == 413
+
+
 class RecordingLimiter(RateLimiterServer):
     def __init__(self) -> None:
         super().__init__()
