@@ -113,13 +113,13 @@ def test_an_interval_function_is_asked_again_before_each_wait():
 
 async def clock_engine(words: int, every_s: float, reads: list, closed: list | None = None):
     """Like vLLM's output collector: a read returns every word produced since the last one (waiting only when
-    none is due yet)."""
+    none is due yet). The first read is the prefill's one word, as on vLLM, however late the reader wakes."""
     loop = asyncio.get_running_loop()
     start, sent = loop.time(), 0
     try:
         while sent < words:
             await asyncio.sleep(max(0.0, start + (sent + 1) * every_s - loop.time()))
-            due = min(words, max(sent + 1, int((loop.time() - start) / every_s)))
+            due = 1 if sent == 0 else min(words, max(sent + 1, int((loop.time() - start) / every_s)))
             reads.append(due - sent)
             text = "".join(f"w{i} " for i in range(sent + 1, due + 1))
             sent = due
