@@ -47,15 +47,16 @@ def test_a_replica_killed_mid_stream_ends_the_stream_with_a_typed_error_and_the_
 
 
 def test_a_killed_rate_limiter_never_hangs_a_request(serve_run):
+    """The requests span more than the gateway's view of the key lives (local_admission.VIEW_TTL_S), so they ask
+    the shared limiter while it is dead or restarting: which of the two each meets is up to Serve's controller,
+    hence 200 or 503, but never a hang."""
     url = serve_run.url
     [pid] = serve_run.replica_pids("rate-limiter")
     os.kill(pid, signal.SIGKILL)
-    statuses = []
     for _ in range(10):
         started = time.monotonic()
         r = httpx.get(url + "/v1/models", headers=HEADERS, timeout=30)
         assert time.monotonic() - started < 15
-        statuses.append(r.status_code)
         if r.status_code == 503:
             assert r.json()["error"]["code"] == "rate_limiter_unavailable" and r.headers["retry-after"]
         else:
