@@ -50,7 +50,7 @@ test: install system-deps lint
 lint: install
 	$(BIN)/ruff check .
 
-unit: install
+unit: install system-deps
 	$(BIN)/python -m pytest tests/unit
 
 e2e: install system-deps

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.image_server import ImageServer
 from tests.support.media import FRENCH_SENTENCE, convert, long_text, speech_wav
-from tests.support.postgres import PostgresServer, unavailable_reason
+from tests.support.postgres import PostgresServer, require_postgres
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,9 +25,7 @@ def state_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server for this session (the state store's cluster database)."""
-    reason = unavailable_reason()
-    if reason is not None:  # a missing server is a broken set-up, not a reason to test less
-        pytest.fail(f"PostgreSQL is needed for the state store tests ({reason}); run `make system-deps`.")
+    require_postgres()
     with PostgresServer() as server:
         yield server
 

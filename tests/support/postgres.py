@@ -52,8 +52,14 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def postgres_available() -> bool:
-    return unavailable_reason() is None
+def require_postgres() -> None:
+    """Fails the calling test where no server can start: a missing server is a broken set-up (`make
+    system-deps` installs it), not a reason to test less."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"PostgreSQL is needed for the state store tests ({reason}); run `make system-deps`.")
 
 
 class PostgresServer:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-import pytest
 
-from tests.support.postgres import PostgresServer, postgres_available, unavailable_reason
-
-pytestmark = pytest.mark.skipif(not postgres_available(), reason=unavailable_reason() or "")
+from tests.support.postgres import PostgresServer, require_postgres
 
 
 def test_server_creates_a_database_asyncpg_can_query() -> None:
+    require_postgres()
     with PostgresServer() as pg:
         url = pg.create_database("fixture_check")
         assert url == f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/fixture_check"
