@@ -18,13 +18,14 @@ from collections import defaultdict
 from collections.abc import Awaitable
 
 import httpx
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.batches.input import BatchLine, parse_batch_file
 from serve_app.config import APIKey, AppArgs
 from serve_app.errors import APIError
 from serve_app.gateway.asgi import build_gateway
-from serve_app.gateway.backends import LimiterBackend, backend_for
+from serve_app.gateway.backends import REPLICA_LOST, LimiterBackend, backend_for
 from serve_app.gateway.middleware import BatchCallerMiddleware
 from serve_app.state.batches import batch_object
 from serve_app.state.setup import State
@@ -198,11 +199,13 @@ class BatchRunner:
     async def _wait_for_quiet(self, model: str, stop: asyncio.Event) -> None:
         """Hold a line while the model's replica answers interactive requests (all it holds beyond ours)."""
         handle = self.handles.get(model)
+        if handle is None:
+            return  # a model no longer served: sending answers the line with the gateway's 404
         while not stop.is_set():
             try:
                 held = await handle.pending.remote()
-            except Exception:  # noqa: BLE001 - a replica starting or lost: send, the gateway path copes
-                return
+            except (*REPLICA_LOST, BackPressureError):
+                return  # a replica starting, lost or full: send, the gateway path copes
             if held - self._in_flight[model] <= 0:
                 return
             await asyncio.sleep(_GATE_WAIT_S)

@@ -7,6 +7,8 @@ import asyncio
 import collections
 import json
 
+import pytest
+
 from serve_app.batches import runner as runner_module
 from serve_app.batches.input import parse_batch_file
 from serve_app.batches.runner import BatchRunner
@@ -133,3 +135,44 @@ def test_a_small_batch_is_not_held_up_behind_a_big_one_and_the_model_gets_one_li
 
     asyncio.run(scenario())
     assert finished == ["small", "big"] and most == 1  # before: "big" first, the small one waited 30 lines
+
+
+class _Pending:
+    def __init__(self, answers: list) -> None:
+        self.answers = answers
+
+    def remote(self):
+        async def answer():
+            value = self.answers.pop(0)
+            if isinstance(value, BaseException):
+                raise value
+            return value
+        return answer()
+
+
+class _ModelHandle:
+    def __init__(self, *answers) -> None:
+        self.pending = _Pending(list(answers))
+
+
+def test_a_line_waits_for_interactive_work_but_not_for_a_lost_replica_or_a_model_gone(tmp_path, monkeypatch):
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import BackPressureError
+
+    monkeypatch.setattr(runner_module, "_GATE_WAIT_S", 0.01)
+    runner = object.__new__(BatchRunner)
+    runner._in_flight = collections.defaultdict(int)
+
+    async def wait(handles: dict) -> None:
+        runner.handles = handles
+        await asyncio.wait_for(BatchRunner._wait_for_quiet(runner, "m", asyncio.Event()), 5)
+
+    busy_then_quiet = _ModelHandle(2, 1, 0)
+    asyncio.run(wait({"m": busy_then_quiet}))
+    assert busy_then_quiet.pending.answers == []  # asked until the replica held nothing but ours
+    asyncio.run(wait({}))  # a model no longer served: the line goes, and the gateway answers it 404
+    asyncio.run(wait({"m": _ModelHandle(RayActorError())}))
+    asyncio.run(wait({"m": _ModelHandle(BackPressureError(num_queued_requests=1, max_queued_requests=1))}))
+    # a bug is not taken for a replica starting
+    with pytest.raises(TypeError):
+        asyncio.run(wait({"m": _ModelHandle(TypeError("a bug"))}))
