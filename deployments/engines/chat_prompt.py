@@ -17,12 +17,9 @@ from serve_app.errors import InvalidRequest
 from serve_app.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart
 from serve_app.protocol.completions import CompletionRequest
 from serve_app.protocol.tools import tool_prompt
+from serve_app.protocol.wire import MAX_CHARS_PER_TOKEN
 
 TextRequest = ChatCompletionRequest | CompletionRequest
-
-# No tokenizer packs more characters than this into one token in practice, so longer prompts cannot fit and
-# are refused before spending time tokenizing them.
-MAX_CHARS_PER_TOKEN = 32
 
 
 def template_role(message: ChatMessage) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from serve_app.errors import InvalidRequest
-from serve_app.protocol.embeddings import MAX_CHARS_PER_TOKEN
+from serve_app.protocol.wire import MAX_CHARS_PER_TOKEN
 
 
 class EmbeddingTokenizer:

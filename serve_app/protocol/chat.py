@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from serve_app.errors import InvalidRequest
@@ -18,26 +18,22 @@ from serve_app.protocol.tools import (
     ToolChoice,
     tool_calls_schema,
 )
+from serve_app.protocol.wire import MAX_TOOLS, Wire
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap
-MAX_TOOLS = 128  # OpenAI's cap
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TextPart(_Wire):
+class TextPart(Wire):
     type: Literal["text"]
     text: str
 
 
-class ImageURL(_Wire):
+class ImageURL(Wire):
     url: str
     detail: Literal["auto", "low", "high"] = "auto"
 
 
-class ImagePart(_Wire):
+class ImagePart(Wire):
     type: Literal["image_url"]
     image_url: ImageURL
 
@@ -45,7 +41,7 @@ class ImagePart(_Wire):
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
-class ChatMessage(_Wire):
+class ChatMessage(Wire):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     name: str | None = None
     tool_calls: list[ToolCall] | None = Field(None, description="Assistant messages: the calls it made.")
@@ -82,7 +78,7 @@ class ChatMessage(_Wire):
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
-class StreamOptions(_Wire):
+class StreamOptions(Wire):
     include_usage: bool = False
 
 

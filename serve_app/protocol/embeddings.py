@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_INPUTS = 2048  # OpenAI's cap on inputs per request
-MAX_CHARS_PER_TOKEN = 32  # no tokenizer packs more into one token: text this long cannot fit the window
 TOKEN_ID_MAX = 2**31 - 1
 
 

@@ -11,8 +11,6 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -24,37 +22,32 @@ from pydantic import (
 
 from serve_app.errors import InvalidRequest
 from serve_app.protocol.validation import param_path, parse_model
+from serve_app.protocol.wire import FUNCTION_NAME, MAX_TOOLS, Wire
 
-MAX_TOOLS = 128  # OpenAI's cap
 MIN_OUTPUT_TOKENS = 16  # OpenAI refuses smaller `max_output_tokens`
 MAX_METADATA_KEYS, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS = 16, 64, 512  # OpenAI's metadata caps
-_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class InputText(_Wire):
+class InputText(Wire):
     type: Literal["input_text"]
     text: str
 
 
-class InputImage(_Wire):
+class InputImage(Wire):
     type: Literal["input_image"]
     image_url: str = Field(description="A data URI or an http(s) URL (uploaded `file_id`s are not supported).")
     detail: Literal["auto", "low", "high", "original"] = "auto"
 
 
-class OutputText(_Wire):
+class OutputText(Wire):
     type: Literal["output_text"]
     text: str
     annotations: list[dict[str, Any]] = Field(default_factory=list)
     logprobs: list[dict[str, Any]] | None = None
 
 
-class Refusal(_Wire):
+class Refusal(Wire):
     type: Literal["refusal"]
     refusal: str
 
@@ -63,7 +56,7 @@ ContentPart = Annotated[InputText | InputImage | OutputText | Refusal, Field(dis
 _ASSISTANT_PARTS = (OutputText, Refusal)
 
 
-class MessageItem(_Wire):
+class MessageItem(Wire):
     type: Literal["message"] = "message"
     id: str | None = None
     status: ItemStatus | None = None
@@ -86,7 +79,7 @@ class MessageItem(_Wire):
                        for p in self.content if not isinstance(p, InputImage))
 
 
-class FunctionCallItem(_Wire):
+class FunctionCallItem(Wire):
     type: Literal["function_call"]
     id: str | None = None
     status: ItemStatus | None = None
@@ -95,7 +88,7 @@ class FunctionCallItem(_Wire):
     arguments: str = Field(description="The arguments as a JSON string.")
 
 
-class FunctionCallOutputItem(_Wire):
+class FunctionCallOutputItem(Wire):
     type: Literal["function_call_output"]
     id: str | None = None
     status: ItemStatus | None = None
@@ -106,17 +99,17 @@ class FunctionCallOutputItem(_Wire):
         return self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
 
 
-class SummaryText(_Wire):
+class SummaryText(Wire):
     type: Literal["summary_text"]
     text: str
 
 
-class ReasoningText(_Wire):
+class ReasoningText(Wire):
     type: Literal["reasoning_text"]
     text: str
 
 
-class ReasoningItem(_Wire):
+class ReasoningItem(Wire):
     """A reasoning model's earlier thinking, sent back as it came: accepted, not shown to the model again (open
     models' chat templates drop earlier turns' thinking)."""
 
@@ -143,33 +136,33 @@ InputItem = Annotated[
 INPUT_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
-class FunctionTool(_Wire):
+class FunctionTool(Wire):
     type: Literal["function"]
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = Field(None, description="JSON Schema of the arguments object.")
     strict: bool | None = None
 
 
-class FunctionToolChoice(_Wire):
+class FunctionToolChoice(Wire):
     type: Literal["function"]
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=FUNCTION_NAME)
 
 
 ToolChoice = Literal["none", "auto", "required"] | FunctionToolChoice
 
 
-class FormatText(_Wire):
+class FormatText(Wire):
     type: Literal["text"]
 
 
-class FormatJSONObject(_Wire):
+class FormatJSONObject(Wire):
     type: Literal["json_object"]
 
 
-class FormatJSONSchema(_Wire):
+class FormatJSONSchema(Wire):
     type: Literal["json_schema"]
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=FUNCTION_NAME)
     schema_: dict[str, Any] = Field(alias="schema")
     description: str | None = None
     strict: bool | None = None
@@ -178,20 +171,20 @@ class FormatJSONSchema(_Wire):
 TextFormat = Annotated[FormatText | FormatJSONObject | FormatJSONSchema, Field(discriminator="type")]
 
 
-class TextConfig(_Wire):
+class TextConfig(Wire):
     format: TextFormat = Field(default_factory=lambda: FormatText(type="text"))
 
 
-class ReasoningConfig(_Wire):
+class ReasoningConfig(Wire):
     effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-class StreamOptions(_Wire):
+class StreamOptions(Wire):
     include_obfuscation: bool | None = None  # OpenAI pads events against length side channels; nothing to pad
 
 
-class ResponsesRequest(_Wire):
+class ResponsesRequest(Wire):
     model: str
     input: str | list[InputItem] | None = None
     instructions: str | None = Field(None, description="A system message first; not carried over to responses "

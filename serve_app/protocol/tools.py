@@ -11,32 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from serve_app.protocol.wire import FUNCTION_NAME, Wire
 
 
-class FunctionDefinition(_Wire):
-    name: str = Field(pattern=_NAME)
+class FunctionDefinition(Wire):
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = Field(None, description="JSON Schema of the arguments object.")
     strict: bool | None = None
 
 
-class Tool(_Wire):
+class Tool(Wire):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class FunctionName(_Wire):
-    name: str = Field(pattern=_NAME)
+class FunctionName(Wire):
+    name: str = Field(pattern=FUNCTION_NAME)
 
 
-class NamedToolChoice(_Wire):
+class NamedToolChoice(Wire):
     type: Literal["function"]
     function: FunctionName
 
@@ -44,7 +40,7 @@ class NamedToolChoice(_Wire):
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
-class FunctionCall(_Wire):
+class FunctionCall(Wire):
     name: str
     arguments: str = Field(description="The arguments as a JSON string.")
     # Added by the OpenAI SDKs' streaming helpers to the messages they assemble, which clients send back as
@@ -52,21 +48,21 @@ class FunctionCall(_Wire):
     parsed_arguments: Any = None
 
 
-class ToolCall(_Wire):
+class ToolCall(Wire):
     id: str
     type: Literal["function"]
     function: FunctionCall
     index: int | None = None  # the stream position the SDKs' streaming helpers keep: not part of the history
 
 
-class JSONSchemaFormat(_Wire):
-    name: str = Field(pattern=_NAME)
+class JSONSchemaFormat(Wire):
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(_Wire):
+class ResponseFormat(Wire):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
