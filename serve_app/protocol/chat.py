@@ -51,28 +51,36 @@ class ChatMessage(Wire):
     # `parsed` (the SDKs' parse helpers) repeats the content.
     reasoning_content: str | None = Field(None, description="Assistant messages: the reply's thinking (ignored).")
     parsed: Any = Field(None, description="Assistant messages: the SDK's parsed content (ignored).")
+    # OpenAI's assistant message fields, null in every reply the SDKs hand back (`model_dump()` keeps them):
+    # a refusal is the assistant's text; annotations (citations) point into the content; this endpoint makes
+    # no audio and no legacy `function_call`, so those two are null or the message is refused.
+    refusal: str | None = Field(None, description="Assistant messages: a refusal, the reply's text.")
+    annotations: list[dict[str, Any]] | None = Field(None, description="Assistant messages: citations (ignored).")
+    audio: None = Field(None, description="Assistant messages: null (this endpoint answers no audio).")
+    function_call: None = Field(None, description="Assistant messages: null (legacy; use tool_calls).")
     # After role and tool_calls, so its check can read them.
     content: str | list[ContentPart] | None = Field(None, validate_default=True)
 
     @field_validator("content")
     @classmethod
     def _content_unless_tool_calls(cls, content, info: ValidationInfo):
-        if content is None and not (info.data.get("role") == "assistant" and info.data.get("tool_calls")):
-            # Null only in assistant messages that carry tool_calls; elsewhere it is missing.
+        assistant = info.data.get("role") == "assistant"
+        if content is None and not (assistant and (info.data.get("tool_calls") or info.data.get("refusal"))):
+            # Null only in assistant messages that carry tool_calls or a refusal; elsewhere it is missing.
             raise PydanticCustomError("missing", "Field required")
         return content
 
     @model_validator(mode="after")
     def _shape_per_role(self) -> ChatMessage:
-        if self.tool_calls is not None and self.role != "assistant":
-            raise ValueError("only assistant messages carry tool_calls")
+        if self.role != "assistant" and (self.tool_calls is not None or self.refusal is not None):
+            raise ValueError("only assistant messages carry tool_calls or a refusal")
         if (self.tool_call_id is not None) != (self.role == "tool"):
             raise ValueError("tool messages, and only they, need a tool_call_id")
         return self
 
     def text(self) -> str:
         if self.content is None:
-            return ""
+            return self.refusal or ""
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content if isinstance(p, TextPart))

@@ -91,6 +91,34 @@ def test_content_part_errors_point_at_the_part(content, param):
     assert err.value.param == param
 
 
+def test_a_reply_sent_back_as_the_python_sdk_dumps_it_is_a_valid_history_message():
+    """`messages.append(reply.choices[0].message.model_dump())`: the SDK's message object keeps every field of
+    OpenAI's assistant message, null or not (refusal, annotations, audio, function_call)."""
+    from openai.types.chat import ChatCompletionMessage, ParsedChatCompletionMessage
+
+    from deployments.engines.chat_prompt import chat_messages
+
+    history = [{"role": "user", "content": "Capital of France?"}]
+    dumped = ChatCompletionMessage(role="assistant", content="Paris.").model_dump()
+    parsed = ParsedChatCompletionMessage(role="assistant", content='{"a": 1}', parsed={"a": 1}).model_dump()
+    assert {"refusal", "annotations", "audio", "function_call"} <= dumped.keys()
+    for reply in (dumped, parsed, {**dumped, "annotations": []}):
+        sent = parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, reply]})
+        bare = {"role": "assistant", "content": reply["content"]}
+        assert chat_messages(sent) == chat_messages(
+            parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, bare]}))
+    refused = {**dumped, "content": None, "refusal": "I cannot help with that."}
+    sent = parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, refused]})
+    assert sent.messages[1].text() == "I cannot help with that."  # what the assistant said
+    for field, value in (("audio", {"id": "audio_1"}), ("function_call", {"name": "f", "arguments": "{}"})):
+        with pytest.raises(InvalidRequest) as err:  # nothing this endpoint can act on is dropped silently
+            parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, {**dumped, field: value}]})
+        assert err.value.param == f"messages[1].{field}"
+    with pytest.raises(InvalidRequest):
+        parse_model(ChatCompletionRequest, {"model": "m", "messages": [{"role": "user", "content": "x",
+                                                                         "refusal": "no"}]})
+
+
 def test_a_reply_appended_as_the_sdks_return_it_is_a_valid_history_message():
     """`messages.append(reply.choices[0].message)`: with a reasoning model's thinking, and as the SDKs'
     streaming helpers assemble a tool call (its `index`, `parsed_arguments`, the message's `parsed`)."""
