@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     Discriminator,
     Field,
     Tag,
@@ -61,6 +62,8 @@ class MessageItem(Wire):
     id: str | None = None
     status: ItemStatus | None = None
     role: Literal["user", "system", "developer", "assistant"]
+    # What OpenAI's assistant messages carry and the SDKs send back (`model_dump()`): accepted, unused here.
+    phase: Literal["commentary", "final_answer"] | None = None
     content: str | list[ContentPart]  # after `role`, so its check can read it
 
     @field_validator("content")
@@ -79,6 +82,15 @@ class MessageItem(Wire):
                        for p in self.content if not isinstance(p, InputImage))
 
 
+class CallerDirect(Wire):
+    type: Literal["direct"]
+
+
+class CallerProgram(Wire):
+    type: Literal["program"]
+    caller_id: str
+
+
 class FunctionCallItem(Wire):
     type: Literal["function_call"]
     id: str | None = None
@@ -86,6 +98,10 @@ class FunctionCallItem(Wire):
     call_id: str
     name: str
     arguments: str = Field(description="The arguments as a JSON string.")
+    # OpenAI's execution details of a call, sent back by the SDKs with the item: accepted, unused here.
+    async_: bool | None = Field(None, validation_alias=AliasChoices("async", "async_"))
+    caller: CallerDirect | CallerProgram | None = Field(None, discriminator="type")
+    namespace: str | None = None
 
 
 class FunctionCallOutputItem(Wire):

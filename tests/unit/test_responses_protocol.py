@@ -51,6 +51,28 @@ def test_a_request_becomes_the_chat_request_it_means():
     assert form.origins == ["instructions", "input[0]", "input[1]", "input[2]"]
 
 
+def test_output_items_sent_back_as_the_python_sdk_dumps_them_continue_the_conversation():
+    """`input += [item.model_dump() for item in response.output]`: the SDK's items carry OpenAI's newer fields
+    (a message's `phase`, a call's `async`, `caller`, `namespace`), null or set; accepted, the same chat."""
+    from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+
+    message = ResponseOutputMessage(id="msg_1", type="message", role="assistant", status="completed",
+                                    content=[ResponseOutputText(type="output_text", text="ok", annotations=[])])
+    call = ResponseFunctionToolCall(type="function_call", call_id="c1", name="add", arguments="{}", id="fc_1")
+    asked = {"role": "user", "content": "2+2?"}
+    answer = {"type": "function_call_output", "call_id": "c1", "output": "4"}
+    bare = to_chat(request(input=[asked, message.to_dict(), call.to_dict(), answer]), []).chat
+    for dumped in ([message.model_dump(), call.model_dump()],
+                   [message.model_dump(by_alias=True, mode="json"), call.model_dump(by_alias=True, mode="json")],
+                   [{**message.model_dump(), "phase": "final_answer"},
+                    {**call.model_dump(by_alias=True), "async": False, "caller": {"type": "direct"},
+                     "namespace": "math"}]):
+        assert to_chat(request(input=[asked, *dumped, answer]), []).chat == bare
+    with pytest.raises(InvalidRequest) as err:
+        request(input=[asked, {**call.to_dict(), "caller": {"type": "robot"}}])
+    assert err.value.param.startswith("input[1].caller")
+
+
 def test_text_after_an_assistant_message_joins_its_calls_and_history_comes_first():
     history = INPUT_ITEMS.validate_python([{"role": "user", "content": "hi"},
                                            {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]}])
