@@ -265,9 +265,10 @@ class BatchRunner:
 
 def retry_after(status: int, body: dict, header: str | None) -> float | None:
     """Seconds to wait before sending a line again, or None when its answer is final. A spent daily or monthly
-    budget is final (it resets hours later; the line reports it)."""
+    budget is final (it resets hours later; the line reports it), and so is a 429 without Retry-After: the
+    request alone is over a per-minute limit, and no wait lets it through."""
     code = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    if status == 503 or (status == 429 and code != "budget_exceeded"):
+    if status == 503 or (status == 429 and code != "budget_exceeded" and header is not None):
         try:
             return min(_MAX_RETRY_WAIT_S, max(0.1, float(header or 1)))
         except ValueError:

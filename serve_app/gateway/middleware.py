@@ -181,8 +181,12 @@ class RateLimitMiddleware:
 
 
 def _refusal(decision: Decision, key: str) -> RateLimited:
-    retry = max(1, math.ceil(decision.retry_after_s))
     why = f" ({decision.detail})" if decision.detail else ""
+    if decision.retry_after_s is None:
+        # No Retry-After: the SDKs would wait it out (60 s, twice by default) for an answer that cannot change.
+        return RateLimited(f"Request too large for {decision.limit_name} on key `{key}`{why}. Reduce the input or "
+                           "max_tokens to run it: retrying will not help.")
+    retry = max(1, math.ceil(decision.retry_after_s))
     return RateLimited(f"Rate limit reached for {decision.limit_name} on key `{key}`{why}. "
                        f"Please retry after {retry} s.", headers={"Retry-After": str(retry)})
 

@@ -45,7 +45,7 @@ class _Bucket:
 class Decision:
     allowed: bool
     limit_name: str | None = None  # the limit that refused, e.g. "requests per minute"
-    retry_after_s: float = 0.0
+    retry_after_s: float | None = 0.0  # None: waiting cannot help (the request alone is over a limit)
     # header suffix -> (limit, remaining, seconds until full)
     state: dict[str, tuple[int, int, float]] = field(default_factory=dict)
     lease: str | None = None  # an admitted request's place among the key's concurrent requests
@@ -98,7 +98,7 @@ class RateLimiter:
         if bucket is None or tokens <= 0:
             return self._decision(True, buckets)
         if tokens > bucket.capacity and not force:
-            return self._decision(False, buckets, "tokens per minute", 60.0,
+            return self._decision(False, buckets, "tokens per minute", None,
                                   detail=f"this request alone may need {tokens:,} tokens, over the limit of "
                                          f"{int(bucket.capacity):,}")
         if bucket.level < tokens and not force:
@@ -154,7 +154,7 @@ class RateLimiter:
         return out
 
     def _decision(self, allowed: bool, buckets: dict[str, _Bucket], limit_name: str | None = None,
-                  retry_after_s: float = 0.0, leases: dict[str, float] | None = None, **extra) -> Decision:
+                  retry_after_s: float | None = 0.0, leases: dict[str, float] | None = None, **extra) -> Decision:
         return Decision(allowed, limit_name, retry_after_s, self._state(buckets),
                         room={d: b.level for d, b in buckets.items()},
                         in_flight=None if leases is None else len(leases), **extra)

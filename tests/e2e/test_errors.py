@@ -99,6 +99,10 @@ def test_context_overflow_is_400(http):
     r = http.post("/v1/chat/completions", json={"model": CHAT_MODEL, "max_tokens": 100_000, "stream": True,
                                                 "messages": [{"role": "user", "content": "x"}]})
     assert_error(r, 400, "context_length_exceeded")  # a proper status even when streaming was asked for
+    # Past the key's tokens per minute too: the context decides first (a 429 would have the SDKs retry)
+    r = http.post("/v1/chat/completions", json={"model": CHAT_MODEL, "max_tokens": 1_000_000,
+                                                "messages": [{"role": "user", "content": "x"}]})
+    assert_error(r, 400, "context_length_exceeded", "messages", "maximum context length")
 
 
 def test_chat_model_cannot_transcribe(http, speech_wav_file):

@@ -77,7 +77,7 @@ def test_the_runner_waits_out_refusals_that_pass_and_keeps_final_answers():
 
     limited = {"error": {"code": "rate_limit_exceeded"}}
     assert retry_after(429, limited, "7") == 7.0
-    assert retry_after(429, limited, None) == 1.0
+    assert retry_after(429, limited, None) is None  # no Retry-After: the request alone is over a limit
     assert retry_after(429, limited, "3600") == 60.0  # checked again at least every minute
     assert retry_after(503, {"error": {"code": "model_overloaded"}}, "2") == 2.0
     assert retry_after(429, {"error": {"code": "budget_exceeded"}}, "40000") is None

@@ -252,4 +252,8 @@ def test_max_tokens_beyond_the_context_holds_no_more_than_the_context_of_a_keys_
         model = ServedModel("m", "text", "me", Answers(), context_tokens=context_tokens)
         app = create_asgi_app(ModelRegistry([model]), limited, LimitsConfig(), RateLimiterServer())
         with TestClient(app, headers={"x-api-key": "k"}) as c:
-            assert c.post("/v1/chat/completions", json=body).status_code == status
+            r = c.post("/v1/chat/completions", json=body)
+            assert r.status_code == status
+    # Over the whole minute's budget alone: no Retry-After, which the SDKs would wait out twice (60 s each)
+    assert r.json()["error"]["code"] == "rate_limit_exceeded" and "retry-after" not in r.headers
+    assert "20,0" in r.json()["error"]["message"] and "retrying will not help" in r.json()["error"]["message"]

@@ -91,3 +91,4 @@ def test_a_request_larger_than_the_whole_budget_is_refused_with_the_reason(clock
     limiter, limits = RateLimiter(clock), RateLimits(tokens_per_minute=100)
     refused = limiter.reserve("k", limits, 500)
     assert not refused.allowed and "over the limit of 100" in refused.detail
+    assert refused.retry_after_s is None  # no wait lets it through

@@ -1,7 +1,7 @@
 """transformers engine for CPU text and vision-language models, with continuous batching.
 
 A worker thread owns the model and decodes every running request in one padded batch, one token per step.
-New requests join the running batch at the next step (see hf_batch.py) and finished ones leave it, so N
+New requests join the running batch at the next step (see batch.py) and finished ones leave it, so N
 concurrent streams cost about one forward pass per token instead of N (numbers in bench/RESULTS.md).
 Images only matter at prefill (they become cached keys and values), so a vision-language model's requests
 are prefilled with their images and then decode in the same batch as any other.
