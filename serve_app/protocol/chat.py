@@ -88,6 +88,7 @@ class ChatMessage(Wire):
 
 class StreamOptions(Wire):
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # OpenAI pads chunks against length side channels; nothing to pad
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -106,6 +107,14 @@ class ChatCompletionRequest(SamplingRequest):
         None, description="Reasoning models only: `none` or `minimal` switch the thinking off (where the chat "
         "template can, e.g. Qwen3's); the other levels leave it on, as the model thinks.")
     user: str | None = None
+    # What OpenAI's SDKs and clients send that changes nothing here, at the values that ask for nothing this
+    # endpoint lacks (as the Responses route): other values stay 400s naming the field.
+    safety_identifier: str | None = Field(None, max_length=1024, description="Like `user`.")
+    prompt_cache_key: str | None = Field(None, max_length=1024, description="A routing hint; ignored.")
+    service_tier: Literal["auto", "default"] | None = None
+    modalities: list[Literal["text"]] | None = Field(None, description="Text out only (no audio answers).")
+    store: Literal[False] | None = Field(
+        None, description="false only: chat completions are not kept here (the Responses API keeps responses).")
 
     @field_validator("top_logprobs")
     @classmethod

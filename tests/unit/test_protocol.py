@@ -60,6 +60,21 @@ def test_bad_chat_bodies_name_the_param(body, param, fragment):
     assert err.value.status_code == 400
 
 
+def test_fields_the_sdks_send_at_their_no_op_values_are_accepted():
+    sent = {"service_tier": "auto", "prompt_cache_key": "conversation-7", "safety_identifier": "user-7",
+            "modalities": ["text"], "store": False, "stream": True,
+            "stream_options": {"include_usage": True, "include_obfuscation": False}}
+    assert parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, **sent}).stream
+
+
+@pytest.mark.parametrize("field, value", [("store", True), ("modalities", ["text", "audio"]),
+                                          ("service_tier", "flex"), ("verbosity", "low")])
+def test_fields_asking_for_what_is_not_served_are_refused_by_name(field, value):
+    with pytest.raises(InvalidRequest) as err:
+        parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, field: value})
+    assert err.value.param.startswith(field)
+
+
 def test_param_path_formats_nested_locations():
     loc = ("messages", 2, "content", "list[tagged-union[A,B]]", 0, "text", "text")
     assert param_path(loc) == "messages[2].content[0].text"
