@@ -102,3 +102,28 @@ def test_reasoning_effort_reaches_the_engine_from_both_routes_and_is_refused_for
                                    "reasoning")):
             r = client.post(path, json=body)
             assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+@pytest.mark.parametrize("pieces, content, tool", [
+    (['<tool_call>{"name": "add", "arguments": {"a": 2, "b": 2}}</tool_call>'], None, "add"),
+    (["It is ", "4."], "It is 4.", None),
+])
+def test_the_sdks_stream_helper_assembles_a_streamed_answer_with_tools_as_a_whole_one(pieces, content, tool):
+    """openai-python's own stream accumulator (what `chat.completions.stream` runs) over the SSE chunks."""
+    from openai.lib.streaming.chat._completions import ChatCompletionStreamState
+    from openai.types.chat import ChatCompletionChunk
+
+    model = ServedModel("m", "text", "me", ThinkingBackend(pieces))
+    app = create_asgi_app(ModelRegistry([model]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
+                          LimitsConfig(), RateLimiterServer())
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    with TestClient(app, headers={"x-api-key": "k"}) as client:
+        r = client.post("/v1/chat/completions", json={**BODY, "model": "m", "tools": tools, "stream": True})
+    state, events = ChatCompletionStreamState(), []
+    for line in r.text.splitlines():
+        if line.startswith("data: {"):
+            events += [e.type for e in state.handle_chunk(ChatCompletionChunk.model_validate_json(line[6:]))]
+    message = state.get_final_completion().choices[0].message
+    assert message.content == content
+    assert ("content.delta" in events) == (content is not None)
+    assert [c.function.name for c in message.tool_calls or []] == ([tool] if tool else [])

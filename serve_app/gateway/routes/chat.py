@@ -80,7 +80,10 @@ async def _chunks(chat: ChatCompletionRequest, completion_id: str, first: Genera
     def chunk(choices: list[dict], usage: dict | None = None) -> dict:
         return chunk_body(completion_id, created, chat.model, choices, usage, include_usage)
 
-    yield chunk([delta_choice(i, {"role": "assistant", "content": ""}, None) for i in range(chat.n)])
+    # As OpenAI: content "" opens a text answer, null one that may turn out to be tool calls (an SDK's stream
+    # helper would otherwise end a tool-call answer with content "" and report a content delta).
+    opening = {"role": "assistant", "content": None if buffered else ""}
+    yield chunk([delta_choice(i, opening, None) for i in range(chat.n)])
     step = first
     while True:
         for d in step.deltas:
