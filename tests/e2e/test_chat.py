@@ -82,6 +82,14 @@ def test_system_and_developer_roles(client):
         assert r.choices[0].message.content
 
 
+def test_a_reply_sent_back_as_the_sdk_dumps_it_continues_the_conversation(client):
+    first = client.chat.completions.create(model=CHAT_MODEL, max_tokens=10, temperature=0, messages=QUESTION)
+    reply = first.choices[0].message.model_dump()  # refusal, annotations, audio, function_call: null
+    r = client.chat.completions.create(model=CHAT_MODEL, max_tokens=10, temperature=0, messages=[
+        *QUESTION, reply, {"role": "user", "content": "And in one word?"}])
+    assert r.choices[0].message.content and r.usage.prompt_tokens > first.usage.prompt_tokens
+
+
 def test_concurrent_requests_all_complete(client):
     def ask(i: int) -> int:
         return client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, max_tokens=16,

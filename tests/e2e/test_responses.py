@@ -105,7 +105,7 @@ def test_a_function_call_round_trip(client):
     # the same round trip, the history sent back by the client instead of stored: the same prompt
     again = client.responses.create(
         model=CHAT_MODEL, store=False, temperature=0, max_output_tokens=30, tools=[WEATHER], tool_choice="none",
-        input=[{"role": "user", "content": "What is the weather in Paris?"}, call.model_dump(exclude_none=True),
+        input=[{"role": "user", "content": "What is the weather in Paris?"}, call.model_dump(),  # all its fields
                {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees and sunny"}])
     question_only = client.responses.create(model=CHAT_MODEL, store=False, max_output_tokens=16,
                                             input="What is the weather in Paris?")
