@@ -86,6 +86,10 @@ def test_bad_files_and_batches_are_refused_naming_the_line(durable):
         client.files.create(file=("x.jsonl", b"{oops\n"), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="`purpose` must be one of"):
         client.files.create(file=("x.jsonl", request_line("a").encode()), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as caught:  # no expiry is kept here: refused, not dropped
+        client.files.create(file=("x.jsonl", request_line("a").encode()), purpose="batch",
+                            expires_after={"anchor": "created_at", "seconds": 3600})
+    assert caught.value.param == "expires_after[anchor]"
     unknown = upload(client, [request_line("a"), request_line("b", model="no-such-model")])
     with pytest.raises(openai.BadRequestError) as caught:
         client.batches.create(input_file_id=unknown.id, endpoint="/v1/chat/completions", completion_window="24h")

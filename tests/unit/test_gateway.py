@@ -257,3 +257,22 @@ def test_max_tokens_beyond_the_context_holds_no_more_than_the_context_of_a_keys_
     # Over the whole minute's budget alone: no Retry-After, which the SDKs would wait out twice (60 s each)
     assert r.json()["error"]["code"] == "rate_limit_exceeded" and "retry-after" not in r.headers
     assert "20,0" in r.json()["error"]["message"] and "retrying will not help" in r.json()["error"]["message"]
+
+
+def test_uploads_name_the_form_field_that_is_missing_or_unknown(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    app = create_asgi_app(ModelRegistry([]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]), LimitsConfig(),
+                          RateLimiterServer())
+    line = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m"}}\n'
+    with TestClient(app, headers={"x-api-key": "k"}) as c:
+        for data, files, param in (({}, {"file": ("a.jsonl", line)}, "purpose"),
+                                   ({"purpose": "batch", "expires_after[seconds]": "3600"},
+                                    {"file": ("a.jsonl", line)}, "expires_after[seconds]"),
+                                   ({"purpose": "batch"}, {"file": ("a.jsonl", line), "more": ("p", b"x")},
+                                    "file"),
+                                   ({"purpose": "batch"}, {"file": ("a.jsonl", b"")}, "file"),
+                                   ({"purpose": "batch"}, {"other": ("a.jsonl", line)}, "file")):
+            r = c.post("/v1/files", data=data, files=files)
+            assert (r.status_code, r.json()["error"]["param"]) == (400, param), r.text
+        r = c.post("/v1/files", data={"purpose": "batch"}, files={"file": ("a.jsonl", line)})
+        assert r.status_code == 200 and r.json()["filename"] == "a.jsonl" and r.json()["bytes"] == len(line)

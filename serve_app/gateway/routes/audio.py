@@ -5,21 +5,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serve_app.contract import ChunkTranscript
 from serve_app.errors import InvalidRequest
-from serve_app.gateway.body import BodyDeadline, read_capped, replay, too_large
+from serve_app.gateway.body import BodyDeadline, read_capped, replay
 from serve_app.gateway.context import Usage, context_of
+from serve_app.gateway.multipart import FORM_OVERHEAD, read_upload, require_multipart
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.streaming import sse_response
 from serve_app.protocol import transcript_formats as fmt
 from serve_app.protocol.audio import TranscriptionRequest, sniff_audio
 from serve_app.protocol.validation import parse_model
 
-FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
 # OpenAI's translations take no `language` (the source is detected) and no timestamp granularities; `task` is
 # ours to set, never the form's.
 _NOT_FORM_FIELDS = {"transcribe": {"task"}, "translate": {"task", "language", "timestamp_granularities"}}
@@ -53,12 +52,12 @@ class TranscriptionRoute:
         self.task = task
 
     async def handle(self, request: Request) -> Response:
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise InvalidRequest("Send the audio as multipart/form-data with a `file` field.", param="file")
+        require_multipart(request, "a `file` field")
         context = context_of(request)
         raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD,
                                 deadline=self.deadline)
-        audio, fields = await self._parse_form(Request(request.scope, replay(raw)))
+        upload = await read_upload(Request(request.scope, replay(raw)), self.max_audio_bytes, "the audio file", 32)
+        audio, fields = upload.data, _form_fields(upload.fields, upload.filename)
         if unexpected := sorted(_NOT_FORM_FIELDS[self.task] & fields.keys()):
             raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
         req = parse_model(TranscriptionRequest, {**fields, "task": self.task})
@@ -83,30 +82,13 @@ class TranscriptionRoute:
             return JSONResponse(fmt.as_verbose_json(result, req))
         return JSONResponse(fmt.as_json(result))
 
-    async def _parse_form(self, request: Request) -> tuple[bytes, dict]:
-        try:
-            form = await request.form(max_files=1, max_fields=32)
-        except Exception as exc:  # noqa: BLE001 python-multipart / starlette reject malformed bodies with various types
-            raise InvalidRequest(f"Malformed multipart body: {exc}", param="file") from None
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise InvalidRequest("Missing required parameter: 'file'.", param="file")
-            audio = await upload.read()
-            fields: dict = {"filename": upload.filename}
-            for key, value in form.multi_items():
-                if key == "file":
-                    continue
-                if not isinstance(value, str):
-                    raise InvalidRequest(f"Only `file` may be a file; `{key}` must be a text field.", param=key)
-                if key in ("timestamp_granularities[]", "timestamp_granularities"):
-                    fields.setdefault("timestamp_granularities", []).append(value)
-                else:
-                    fields[key] = value
-        finally:
-            await form.close()
-        if len(audio) > self.max_audio_bytes:
-            raise too_large(self.max_audio_bytes, "the audio file")
-        if not audio:
-            raise InvalidRequest("The uploaded file is empty.", param="file")
-        return audio, fields
+
+def _form_fields(fields: list[tuple[str, str]], filename: str | None) -> dict:
+    """The text fields as the request model takes them: `timestamp_granularities[]` repeated into one list."""
+    found: dict = {"filename": filename}
+    for key, value in fields:
+        if key in ("timestamp_granularities[]", "timestamp_granularities"):
+            found.setdefault("timestamp_granularities", []).append(value)
+        else:
+            found[key] = value
+    return found

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from serve_app.batches.input import parse_batch_file
 from serve_app.config import StateConfig
 from serve_app.errors import InvalidRequest, NotFound, RateLimited
-from serve_app.gateway.body import BodyDeadline, read_capped, replay, too_large
+from serve_app.gateway.body import BodyDeadline, read_capped, replay
 from serve_app.gateway.context import context_of
+from serve_app.gateway.multipart import FORM_OVERHEAD, read_upload, require_multipart
 from serve_app.gateway.routes.listing import list_page, page_params
 from serve_app.state.files import UPLOAD_PURPOSES, FileRepository, file_object
-
-_FORM_OVERHEAD = 64 * 1024
 
 
 class FilesRoute:
@@ -30,41 +28,25 @@ class FilesRoute:
 
     async def upload(self, request: Request) -> JSONResponse:
         caller = context_of(request).authenticated()
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise InvalidRequest("Send the file as multipart/form-data with `file` and `purpose` fields.",
-                                 param="file")
+        require_multipart(request, "`file` and `purpose` fields")
         if await self.files.count(caller.name) >= self.config.max_files_per_key:  # before reading 200 MB
             raise RateLimited(f"Key `{caller.name}` already keeps {self.config.max_files_per_key} files; delete "
                               "some before uploading more.", code="files_limit_reached")
-        raw = await read_capped(request, self.config.max_file_bytes, "the file", slack=_FORM_OVERHEAD,
+        raw = await read_capped(request, self.config.max_file_bytes, "the file", slack=FORM_OVERHEAD,
                                 deadline=self.deadline)
-        data, filename, purpose = await self._parse_form(Request(request.scope, replay(raw)))
+        upload = await read_upload(Request(request.scope, replay(raw)), self.config.max_file_bytes, "the file", 8)
+        fields = dict(upload.fields)
+        if unexpected := sorted(fields.keys() - {"purpose"}):  # e.g. expires_after[...]: no expiry kept here
+            raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
+        purpose = fields.get("purpose")
+        if purpose is None:
+            raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(f"`purpose` must be one of {list(UPLOAD_PURPOSES)}.", param="purpose")
         # in a thread: checking 50,000 lines must not stall this replica's other requests
-        await asyncio.to_thread(parse_batch_file, data, self.config.max_batch_lines, self.max_json_elements)
-        return JSONResponse(await self.files.create(caller.name, purpose, filename, data))
-
-    async def _parse_form(self, request: Request) -> tuple[bytes, str, str]:
-        try:
-            form = await request.form(max_files=1, max_fields=8)
-        except Exception as exc:  # noqa: BLE001 python-multipart / starlette reject malformed bodies with various types
-            raise InvalidRequest(f"Malformed multipart body: {exc}", param="file") from None
-        try:
-            upload, purpose = form.get("file"), form.get("purpose")
-            if not isinstance(upload, UploadFile):
-                raise InvalidRequest("Missing required parameter: 'file'.", param="file")
-            if not isinstance(purpose, str):
-                raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
-            data = await upload.read()
-            filename = upload.filename or "upload.jsonl"
-        finally:
-            await form.close()
-        if len(data) > self.config.max_file_bytes:
-            raise too_large(self.config.max_file_bytes, "the file")
-        if not data:
-            raise InvalidRequest("The uploaded file is empty.", param="file")
-        return data, filename, purpose
+        await asyncio.to_thread(parse_batch_file, upload.data, self.config.max_batch_lines, self.max_json_elements)
+        return JSONResponse(await self.files.create(caller.name, purpose, upload.filename or "upload.jsonl",
+                                                    upload.data))
 
     async def _owned(self, request: Request):
         file_id = request.path_params["file_id"]
