@@ -14,7 +14,14 @@ from PIL import Image
 from serve_app.errors import APIError, FileTooLarge, InvalidRequest, UnsupportedFileType
 from serve_app.gateway.inputs.image_fetch import ImageFetcher
 from serve_app.gateway.inputs.image_parts import ImageInputs
-from serve_app.gateway.inputs.images import ImageLimits, check_image, decode_data_uri, sniff_image
+from serve_app.gateway.inputs.images import (
+    CheckedImage,
+    ImageLimits,
+    decode_data_uri,
+    decode_image,
+    inspect_image,
+    sniff_image,
+)
 from serve_app.protocol.chat import ChatCompletionRequest
 from tests.support.hostile import image_cases, tiny_huge_png, url_cases
 from tests.support.image_server import HOST
@@ -22,6 +29,13 @@ from tests.support.media import IMAGE_FORMATS, data_uri, image_bytes
 from tests.support.models import MAX_IMAGE_BYTES
 
 LIMITS = ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_pixels=50_000_000, max_request_pixels=100_000_000)
+
+
+def check_image(data: bytes, limits: ImageLimits, param: str) -> CheckedImage:
+    """Both of the gateway's checks on one image, as ImageInputs runs them: the header, then every pixel."""
+    image = inspect_image(data, limits, param)
+    decode_image(image, limits, param)
+    return image
 
 
 def png_of(size: tuple[int, int], mode: str = "1") -> bytes:

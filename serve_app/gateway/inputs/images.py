@@ -97,13 +97,6 @@ def decode_image(image: CheckedImage, limits: ImageLimits, param: str) -> None:
             opened.load()
 
 
-def check_image(data: bytes, limits: ImageLimits, param: str) -> CheckedImage:
-    """Both checks on one image: the header, then every pixel."""
-    image = inspect_image(data, limits, param)
-    decode_image(image, limits, param)
-    return image
-
-
 @contextlib.contextmanager
 def _pillow_errors(image_format: str, limits: ImageLimits, param: str):
     """Pillow, with its decompression-bomb warning as an error and every decoding failure as a 400."""
