@@ -11,7 +11,7 @@ SERVE_ENV := $(shell grep -v '^\#' config/serve.env | grep .)
 # `make run HAPROXY=1`: HAProxy as Serve's ingress, as cluster.yaml starts it (config/haproxy.env says why not always).
 HAPROXY_ENV := $(shell grep -v '^\#' config/haproxy.env | grep .)
 
-.PHONY: install system-deps run test lint unit e2e key bench clean
+.PHONY: install system-deps check-key run test lint unit e2e key bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,11 +38,14 @@ system-deps:
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq espeak-ng ffmpeg chromium postgresql >/dev/null; }
 
-run: install
-	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \
-	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
+# The secret first: without one `make run` stops at once, before any install (and so never starts serving).
+run: check-key install
 	$(if $(HAPROXY),install -d -m 700 $$HOME/.ray-haproxy)
 	env $(SERVE_ENV) $(if $(HAPROXY),$(HAPROXY_ENV)) $(BIN)/serve run $(CONFIG)
+
+check-key:
+	@test -n "$$ENDPOINT_API_KEYS" || { echo "ENDPOINT_API_KEYS is not set. Choose one or more secrets, e.g.:"; \
+	  echo "  export ENDPOINT_API_KEYS=\$$(openssl rand -hex 24)"; echo "then run 'make run' again."; exit 2; }
 
 test: install system-deps lint
 	$(BIN)/python -m pytest
