@@ -47,8 +47,7 @@ def test_hostile_audio(http, workdir):
         started = time.monotonic()
         r = transcribe(http, case.payload)
         assert r.status_code == case.status, (case.name, r.text)
-        if case.code:
-            assert r.json()["error"]["code"] == case.code, case.name
+        assert r.json()["error"]["code"] == case.code, case.name  # None: OpenAI's null code of a plain 400
         assert time.monotonic() - started < 10, case.name
 
 
