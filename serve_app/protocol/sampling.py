@@ -46,7 +46,7 @@ class SamplingRequest(BaseModel):
 
     model: str
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)  # 0 (OpenAI allows it): only the most likely token
     top_k: int | None = Field(None, ge=-1, le=2**31 - 1, description="vLLM extra; -1 or 0 disables")
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
@@ -83,8 +83,9 @@ class SamplingRequest(BaseModel):
     def sampling(self) -> SamplingParams:
         return SamplingParams(
             temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            top_k=max(self.top_k or 0, 0),
+            # top_p 0 keeps the one most likely token, which the engines (vLLM: top_p > 0) take as top_k 1
+            top_p=1.0 if self.top_p in (None, 0) else self.top_p,
+            top_k=1 if self.top_p == 0 else max(self.top_k or 0, 0),
             min_p=self.min_p or 0.0,
             repetition_penalty=self.repetition_penalty or 1.0,
             presence_penalty=self.presence_penalty or 0.0,

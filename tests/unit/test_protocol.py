@@ -149,3 +149,12 @@ def test_a_reply_appended_as_the_sdks_return_it_is_a_valid_history_message():
     sent = parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, reply, *tool]})
     bare = parse_model(ChatCompletionRequest, {"model": "m", "messages": [*history, plain, *tool]})
     assert chat_messages(sent) == chat_messages(bare)  # what the model sees: the thinking stays out
+
+
+def test_top_p_zero_keeps_only_the_most_likely_token():
+    sampling = parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "top_p": 0, "top_k": 40}).sampling()
+    assert (sampling.top_p, sampling.top_k) == (1.0, 1)
+    sampling = parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "top_p": 0.5, "top_k": 40}).sampling()
+    assert (sampling.top_p, sampling.top_k) == (0.5, 40)
+    with pytest.raises(InvalidRequest):
+        parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "top_p": -0.1})
