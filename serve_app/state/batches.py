@@ -27,7 +27,21 @@ def batch_object(row) -> dict:
             "output_file_id": row.output_file_id, "error_file_id": row.error_file_id,
             **{name: getattr(row, name) for name in _TIMES},
             "request_counts": {"total": row.total, "completed": row.completed, "failed": row.failed},
+            "usage": {"input_tokens": row.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": row.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": row.input_tokens + row.output_tokens},
             "metadata": json.loads(row.metadata_json) if row.metadata_json else None}
+
+
+def line_tokens(payload: dict) -> tuple[int, int]:
+    """(prompt, completion) tokens of one output line: its answer's `usage` (an embeddings answer has no
+    completion tokens; a refused line has no usage)."""
+    body = (payload.get("response") or {}).get("body")
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if not isinstance(usage, dict):
+        return 0, 0
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (prompt if isinstance(prompt, int) else 0), (completion if isinstance(completion, int) else 0)
 
 
 class BatchRepository:
@@ -102,7 +116,11 @@ class BatchRepository:
             added = await conn.execute(dialect_insert(batch_results).values(row).on_conflict_do_nothing())
             if added.rowcount != 1:
                 return False
-            await conn.execute(update(batches).where(batches.c.id == batch_id).values({counter: counter + 1}))
+            prompt, completion = line_tokens(payload)
+            c = batches.c
+            await conn.execute(update(batches).where(c.id == batch_id).values(
+                {counter: counter + 1, c.input_tokens: c.input_tokens + prompt,
+                 c.output_tokens: c.output_tokens + completion}))
         return True
 
     async def results(self, batch_id: str) -> list:

@@ -76,6 +76,9 @@ batches = Table(
     Column("total", Integer, nullable=False, default=0),
     Column("completed", Integer, nullable=False, default=0),
     Column("failed", Integer, nullable=False, default=0),
+    # tokens of the lines recorded so far (prompt, and completion), OpenAI's Batch `usage`
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("metadata_json", Text),
     Column("errors_json", Text),
     Index("ix_batches_owner_created", "owner", "created_at"),

@@ -121,6 +121,10 @@ def test_a_batch_runs_to_openai_shaped_output_and_error_files(durable):
         assert out["response"]["status_code"] == 200
         assert out["response"]["body"]["object"] == "chat.completion"
         assert out["response"]["body"]["usage"]["completion_tokens"] >= 1
+    used = [out["response"]["body"]["usage"] for out in outputs]  # the batch's usage: its lines' (the refused: 0)
+    assert (done.usage.input_tokens, done.usage.output_tokens, done.usage.total_tokens) == (
+        sum(u["prompt_tokens"] for u in used), sum(u["completion_tokens"] for u in used),
+        sum(u["total_tokens"] for u in used))
     errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
     assert [e["custom_id"] for e in errors] == ["too-hot"] and errors[0]["response"]["status_code"] == 400
     assert errors[0]["response"]["body"]["error"]["param"] == "temperature"

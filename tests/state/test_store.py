@@ -20,7 +20,7 @@ from serve_app.gateway.budgets import BudgetGuard
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.security.auth import Caller, KeyStore, hash_key
 from serve_app.security.rate_limit import RateLimiterServer
-from serve_app.state.batches import BatchRepository
+from serve_app.state.batches import BatchRepository, batch_object
 from serve_app.state.cache import CacheStorage
 from serve_app.state.files import FileRepository, FileStorage
 from serve_app.state.ledger import UsageLedger, UsageRow
@@ -63,7 +63,7 @@ def test_migrations_build_exactly_the_declared_schema_and_run_once(store_url):
         return version, diff
 
     version, diff = run(check())
-    assert version == "0002"
+    assert version == "0003"
     assert diff == []  # schema.py and the migrations agree
 
 
@@ -154,12 +154,17 @@ def test_batch_lines_are_recorded_once_with_their_counts(store_url):
         store = StateStore(store_url)
         batches = BatchRepository(store)
         made = await batches.create("alice", "/v1/chat/completions", "file-1", "24h", {"job": "x"}, 3)
-        assert await batches.record_line(made["id"], 0, True, {"custom_id": "a"})
-        assert await batches.record_line(made["id"], 2, False, {"custom_id": "c"})
+        answered = {"custom_id": "a", "response": {"status_code": 200, "body": {
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}}}}
+        refused = {"custom_id": "c", "response": {"status_code": 400, "body": {"error": {"message": "no"}}}}
+        assert await batches.record_line(made["id"], 0, True, answered)
+        assert await batches.record_line(made["id"], 2, False, refused)
         # a line is stored once: a second answer (a runner overlapping its successor) changes nothing
-        assert not await batches.record_line(made["id"], 0, False, {"custom_id": "a", "again": True})
-        assert [json.loads(r.payload) for r in await batches.results(made["id"])] == [
-            {"custom_id": "a"}, {"custom_id": "c"}]
+        assert not await batches.record_line(made["id"], 0, True, answered)
+        assert [json.loads(r.payload) for r in await batches.results(made["id"])] == [answered, refused]
+        embedded = {"custom_id": "e", "response": {"status_code": 200, "body": {
+            "usage": {"prompt_tokens": 7, "total_tokens": 7}}}}
+        assert await batches.record_line(made["id"], 1, True, embedded)
         done = await batches.finished_lines(made["id"])
         moved = await batches.transition(made["id"], ("validating",), "in_progress")
         not_moved = await batches.transition(made["id"], ("validating",), "in_progress")
@@ -171,9 +176,13 @@ def test_batch_lines_are_recorded_once_with_their_counts(store_url):
     made, done, moved, not_moved, current, other = run(check())
     assert made["status"] == "validating" and made["metadata"] == {"job": "x"}
     assert made["expires_at"] - made["created_at"] == 86400
-    assert done == {0, 2} and moved and not not_moved and other is None
+    assert done == {0, 1, 2} and moved and not not_moved and other is None
     assert current.status == "in_progress" and current.in_progress_at is not None
-    assert (current.completed, current.failed, current.total) == (1, 1, 3)
+    assert batch_object(current)["usage"] == {  # each line counted once; a refused one used nothing
+        "input_tokens": 19, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 24}
+    assert made["usage"]["total_tokens"] == 0
+    assert (current.completed, current.failed, current.total) == (2, 1, 3)
 
 
 def test_cache_entries_expire_and_stay_within_bounds(store_url):
@@ -322,4 +331,4 @@ def test_a_sqlite_upgrade_killed_midway_leaves_nothing_behind_and_the_next_start
         finally:
             await store.dispose()
 
-    assert asyncio.run(second_start()).startswith("0002")
+    assert asyncio.run(second_start()) == "0003"  # and on to the newest
