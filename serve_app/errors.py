@@ -115,6 +115,18 @@ class RateLimited(APIError):
     default_code = "rate_limit_exceeded"
 
 
+class TokensRateLimited(RateLimited):
+    """A per-minute token limit: OpenAI's rate-limit errors name what ran out in `type` (`tokens`)."""
+
+    error_type = "tokens"
+
+
+class RequestsRateLimited(RateLimited):
+    """Any other per-minute or concurrency limit: `type` `requests`, as OpenAI's request limits."""
+
+    error_type = "requests"
+
+
 class ServiceUnavailable(APIError):
     status_code = 503
     error_type = "server_error"

@@ -15,7 +15,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.errors import APIError, RateLimited, ServerError
+from serve_app.errors import APIError, RateLimited, RequestsRateLimited, ServerError, TokensRateLimited
 from serve_app.gateway.budgets import BudgetGuard
 from serve_app.gateway.context import RequestContext, Usage, attach, context_of
 from serve_app.gateway.errors import error_response
@@ -182,13 +182,15 @@ class RateLimitMiddleware:
 
 def _refusal(decision: Decision, key: str) -> RateLimited:
     why = f" ({decision.detail})" if decision.detail else ""
+    # OpenAI names what ran out in the error's `type`: `tokens` for the per-minute token limit, else `requests`
+    limited = TokensRateLimited if decision.limit_name == "tokens per minute" else RequestsRateLimited
     if decision.retry_after_s is None:
         # No Retry-After: the SDKs would wait it out (60 s, twice by default) for an answer that cannot change.
-        return RateLimited(f"Request too large for {decision.limit_name} on key `{key}`{why}. Reduce the input or "
-                           "max_tokens to run it: retrying will not help.")
+        return limited(f"Request too large for {decision.limit_name} on key `{key}`{why}. Reduce the input or "
+                       "max_tokens to run it: retrying will not help.")
     retry = max(1, math.ceil(decision.retry_after_s))
-    return RateLimited(f"Rate limit reached for {decision.limit_name} on key `{key}`{why}. "
-                       f"Please retry after {retry} s.", headers={"Retry-After": str(retry)})
+    return limited(f"Rate limit reached for {decision.limit_name} on key `{key}`{why}. "
+                   f"Please retry after {retry} s.", headers={"Retry-After": str(retry)})
 
 
 def _charge(usage: Usage) -> dict[str, float]:

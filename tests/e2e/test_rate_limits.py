@@ -49,6 +49,7 @@ def test_limit_is_shared_across_gateway_replicas_and_retry_after_is_honest(serve
     assert refused.status_code == 429
     error = refused.json()["error"]
     assert error["code"] == "rate_limit_exceeded" and "requests per minute" in error["message"]
+    assert error["type"] == "requests"  # OpenAI's rate-limit errors name what ran out
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     wait = int(refused.headers["retry-after"])
     assert 1 <= wait <= 15
@@ -64,6 +65,7 @@ def test_token_limit_counts_real_completion_usage(serve_endpoint):
     assert used > 30  # one completion spends this key's minute
     second = httpx.post(serve_endpoint + "/v1/chat/completions", headers=headers, json=CHAT, timeout=120)
     assert second.status_code == 429 and "tokens per minute" in second.json()["error"]["message"]
+    assert second.json()["error"]["type"] == "tokens"
     # the debt is the real usage: at 30 tokens/min (0.5 per second) it takes 2 * (used - 30) seconds to repay
     assert abs(int(second.headers["retry-after"]) - 2 * (used - 30)) <= 2
 
