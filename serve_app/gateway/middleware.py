@@ -185,9 +185,10 @@ def _refusal(decision: Decision, key: str) -> RateLimited:
     # OpenAI names what ran out in the error's `type`: `tokens` for the per-minute token limit, else `requests`
     limited = TokensRateLimited if decision.limit_name == "tokens per minute" else RequestsRateLimited
     if decision.retry_after_s is None:
-        # No Retry-After: the SDKs would wait it out (60 s, twice by default) for an answer that cannot change.
+        # No Retry-After (the SDKs would wait it out, 60 s twice by default, for an answer that cannot change),
+        # and x-should-retry: false, which the OpenAI SDKs obey before retrying a 429 at all.
         return limited(f"Request too large for {decision.limit_name} on key `{key}`{why}. Reduce the input or "
-                       "max_tokens to run it: retrying will not help.")
+                       "max_tokens to run it: retrying will not help.", headers={"x-should-retry": "false"})
     retry = max(1, math.ceil(decision.retry_after_s))
     return limited(f"Rate limit reached for {decision.limit_name} on key `{key}`{why}. "
                    f"Please retry after {retry} s.", headers={"Retry-After": str(retry)})

@@ -21,6 +21,10 @@ from serve_app.state.cache import CacheStorage
 
 HEADER = "x-cache"
 
+# Request fields that change nothing in the answer (who asks, routing and tier hints): left out of the key, so
+# they do not split the cache per end user or hint.
+_NOT_THE_ANSWER = {"user", "safety_identifier", "prompt_cache_key", "service_tier", "store", "modalities"}
+
 
 @dataclass(frozen=True)
 class CachePolicy:
@@ -60,7 +64,7 @@ class ResponseCache:
         if self.storage is None or policy is None or not is_deterministic(request):
             return None
         scope = "*" if policy.shared else context.authenticated().name
-        normalised = request.model_dump(mode="json", exclude_none=True, exclude={"user"})
+        normalised = request.model_dump(mode="json", exclude_none=True, exclude=_NOT_THE_ANSWER)
         material = json.dumps([scope, policy.identity, route, normalised], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(material.encode()).hexdigest()
 

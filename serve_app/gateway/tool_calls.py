@@ -138,8 +138,8 @@ def answer_deltas(answer: AssistantAnswer) -> list[dict]:
     """A complete answer as stream deltas: its content, or per call first `id`, `type` and `name` (arguments
     empty), then the arguments, which is how OpenAI streams them and what the SDKs reassemble."""
     deltas = [{"reasoning_content": answer.reasoning}] if answer.reasoning else []
-    if answer.content:
-        deltas.append({"content": answer.content})
+    if answer.content or not answer.tool_calls:  # an empty text answer is "", as the whole answer says
+        deltas.append({"content": answer.content or ""})
     if not answer.tool_calls:
         return deltas
     for index, call in enumerate(answer.tool_calls):

@@ -99,7 +99,7 @@ class FunctionCallItem(Wire):
     name: str
     arguments: str = Field(description="The arguments as a JSON string.")
     # OpenAI's execution details of a call, sent back by the SDKs with the item: accepted, unused here.
-    async_: bool | None = Field(None, validation_alias=AliasChoices("async", "async_"))
+    async_: bool | None = Field(None, alias="async", validation_alias=AliasChoices("async", "async_"))
     caller: CallerDirect | CallerProgram | None = Field(None, discriminator="type")
     namespace: str | None = None
 

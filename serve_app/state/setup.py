@@ -42,9 +42,10 @@ def check(config: StateConfig, hosts: int = 1) -> None:
     except (ValueError, ImportError) as exc:
         raise ValueError(f"state: {exc}") from None
     if store.is_sqlite and hosts > 1:
-        raise ValueError(f"state: this Ray cluster spans {hosts} machines (counting one its GPU replicas wait for), "
-                         f"and a SQLite file lives on one. Set state.url in the config (or {STATE_URL_ENV} where the "
-                         "app is built) to a PostgreSQL database every node can reach.")
+        raise ValueError(f"state: this Ray cluster spans {hosts} machines (counting one for GPU replicas when no node "
+                         "it has now offers a GPU: they will run elsewhere, or never if Ray was started without "
+                         "GPUs), and a SQLite file lives on one. Set state.url in the config (or "
+                         f"{STATE_URL_ENV} where the app is built) to a PostgreSQL database every node can reach.")
 
 
 def cluster_hosts(wants_gpus: bool = False) -> int:

@@ -244,7 +244,7 @@ def test_sqlite_is_refused_where_gpu_replicas_wait_for_a_machine_the_cluster_doe
     head = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 8.0}}
     monkeypatch.setattr(ray, "nodes", lambda: [head])
     gpu_args = app_args(GPU_CONFIG)
-    with pytest.raises(ValueError, match="spans 2 machines.*GPU replicas wait for.*state.url"):
+    with pytest.raises(ValueError, match="spans 2 machines.*no node it has now offers a GPU.*state.url"):
         build_app(gpu_args)
     build_app(app_args(CPU_CONFIG))  # nothing wants a GPU: one machine
     one_gpu_box = {**head, "Resources": {"CPU": 8.0, "GPU": 1.0}}

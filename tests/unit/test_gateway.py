@@ -256,7 +256,7 @@ def test_max_tokens_beyond_the_context_holds_no_more_than_the_context_of_a_keys_
             assert r.status_code == status
     # Over the whole minute's budget alone: no Retry-After, which the SDKs would wait out twice (60 s each)
     assert r.json()["error"]["code"] == "rate_limit_exceeded" and "retry-after" not in r.headers
-    assert r.json()["error"]["type"] == "tokens"
+    assert r.json()["error"]["type"] == "tokens" and r.headers["x-should-retry"] == "false"  # the SDKs obey it
     assert "20,0" in r.json()["error"]["message"] and "retrying will not help" in r.json()["error"]["message"]
 
 

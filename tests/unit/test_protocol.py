@@ -158,3 +158,22 @@ def test_top_p_zero_keeps_only_the_most_likely_token():
     assert (sampling.top_p, sampling.top_k) == (0.5, 40)
     with pytest.raises(InvalidRequest):
         parse_model(ChatCompletionRequest, {"model": "m", "messages": MSG, "top_p": -0.1})
+
+
+def test_the_cache_key_ignores_who_asks_and_routing_hints_but_not_what_is_asked():
+    from serve_app.config import RateLimits
+    from serve_app.gateway.context import RequestContext
+    from serve_app.gateway.response_cache import CachePolicy, ResponseCache
+    from serve_app.security.auth import Caller
+
+    cache = ResponseCache(storage=object())  # key_for reads no storage
+    policy = CachePolicy(60, True, "model-v1")
+    context = RequestContext("r", 0.0, Caller("k", None, RateLimits(), False))
+
+    def key(**extra):
+        body = {"model": "m", "messages": MSG, "temperature": 0, **extra}
+        return cache.key_for(policy, context, "/v1/chat/completions", parse_model(ChatCompletionRequest, body))
+
+    assert key() == key(user="u1", safety_identifier="u2", prompt_cache_key="c", service_tier="auto", store=False,
+                        modalities=["text"])
+    assert key() != key(max_tokens=5) and key() != key(top_p=0)

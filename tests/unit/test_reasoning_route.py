@@ -107,6 +107,7 @@ def test_reasoning_effort_reaches_the_engine_from_both_routes_and_is_refused_for
 @pytest.mark.parametrize("pieces, content, tool", [
     (['<tool_call>{"name": "add", "arguments": {"a": 2, "b": 2}}</tool_call>'], None, "add"),
     (["It is ", "4."], "It is 4.", None),
+    ([""], "", None),  # a model that stops at once: "", as the whole answer, not null
 ])
 def test_the_sdks_stream_helper_assembles_a_streamed_answer_with_tools_as_a_whole_one(pieces, content, tool):
     """openai-python's own stream accumulator (what `chat.completions.stream` runs) over the SSE chunks."""

@@ -71,6 +71,14 @@ def test_output_items_sent_back_as_the_python_sdk_dumps_them_continue_the_conver
     with pytest.raises(InvalidRequest) as err:
         request(input=[asked, {**call.to_dict(), "caller": {"type": "robot"}}])
     assert err.value.param.startswith("input[1].caller")
+    # kept as sent: GET .../input_items gives the call back with OpenAI's `async` key, which the SDK reads
+    kept = stored_input(request(input=[asked, {**call.to_dict(), "async": True}]).input_items())
+    assert ResponseFunctionToolCall.model_validate(kept[1]).async_ is True and "async_" not in kept[1]
+
+
+def test_top_p_zero_keeps_only_the_most_likely_token():
+    chat = to_chat(request(input="hi", top_p=0), []).chat
+    assert (chat.sampling().top_p, chat.sampling().top_k) == (1.0, 1)
 
 
 def test_text_after_an_assistant_message_joins_its_calls_and_history_comes_first():
