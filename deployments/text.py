@@ -35,3 +35,7 @@ class TextModelServer(ModelReplica):
     async def complete(self, request: ChatCompletionRequest | CompletionRequest) -> Completion:
         with self._counted():
             return await collect(self.engine.generate(request), request.n)
+
+    async def count_tokens(self, request: ChatCompletionRequest) -> int:
+        """The prompt tokens the request would use (POST /v1/responses/input_tokens); nothing is generated."""
+        return await self.engine.count_prompt_tokens(request)

@@ -34,6 +34,11 @@ class TextEngine(Engine):
         """Steps for a chat or (legacy) completion request, the last one with usage; closing the iterator
         cancels the request."""
 
+    @abc.abstractmethod
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        """The prompt tokens `generate` would report for this request (its usage.prompt_tokens), generating
+        nothing: the chat template, tool definitions and each image's expanded placeholders included."""
+
 
 class SpeechEngine(Engine):
     @abc.abstractmethod

@@ -17,6 +17,7 @@ from deployments.engines.chat_prompt import TextRequest, completion_cap, refuse_
 from deployments.engines.options import SyntheticOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage, merge_steps
 from serve_app.errors import InvalidRequest
+from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
 
 WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
@@ -33,6 +34,10 @@ class SyntheticEngine(TextEngine):
             return len(request.prompts()[0]) // 4 + 1
         chars = sum(len(m.text()) for m in request.messages)
         return chars // 4 + 4 * len(request.messages) + TOKENS_PER_IMAGE * request.image_count()
+
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        refuse_far_too_long(request, self.options.max_model_len)
+        return self.prompt_tokens(request)
 
     async def generate(self, request: TextRequest) -> AsyncIterator[GenerationStep]:
         if request.top_logprobs_wanted() is not None:

@@ -16,6 +16,7 @@ from deployments.engines.base import TextEngine
 from deployments.engines.chat_prompt import (
     completion_cap,
     encode_chat,
+    encode_multimodal,
     refuse_far_too_long,
     render_multimodal,
     request_images,
@@ -98,6 +99,14 @@ class VLLMEngine(TextEngine):
                     yield GenerationStep.at(deltas, so_far, output.finished)
         except VLLMClientError as exc:  # vLLM's own checks of the prompt and parameters
             raise _client_error(exc) from None
+
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        prompt, length = await self._prompt(request)
+        if length is not None:
+            return length
+        # images: expanded as vLLM's multimodal processor does, by the model's own HF processor
+        ids, _ = await asyncio.to_thread(encode_multimodal, self.processor, request, self.max_model_len)
+        return len(ids)
 
     async def _prompt(self, request: ChatCompletionRequest) -> tuple[dict, int | None]:
         """vLLM prompt and its length in tokens (None when vLLM expands image placeholders itself)."""

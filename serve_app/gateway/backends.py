@@ -90,6 +90,9 @@ class TextBackend(_ModelBackend):
     def stream(self, request: ChatCompletionRequest | CompletionRequest) -> AsyncIterator[GenerationStep]:
         return self._stream("stream", request.model, request)
 
+    async def count_tokens(self, request: ChatCompletionRequest) -> int:
+        return await self._call("count_tokens", request.model, request)
+
 
 class SpeechBackend(_ModelBackend):
     """The gateway's view of a speech model: its coordinator deployment."""

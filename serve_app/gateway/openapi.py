@@ -68,6 +68,9 @@ RESPONSE = {"type": "object", "required": ["id", "object", "created_at", "status
                            "output": {"type": "array", "items": {"type": "object", "required": ["id", "type"]}},
                            "usage": {"type": ["object", "null"]}}}
 TRANSCRIPTION = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
+INPUT_TOKENS = {"type": "object", "required": ["object", "input_tokens"],
+                "properties": {"object": {"const": "response.input_tokens"},
+                               "input_tokens": {"type": "integer", "minimum": 0}}}
 
 
 def _errors(*codes: str) -> dict:
@@ -116,7 +119,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
             "schemas": {**_request_schemas(), "Error": ERROR, "ChatCompletion": CHAT_COMPLETION,
                         "TextCompletion": TEXT_COMPLETION, "Model": MODEL,
-                        "ModelList": MODEL_LIST, "Transcription": TRANSCRIPTION, "Response": RESPONSE},
+                        "ModelList": MODEL_LIST, "Transcription": TRANSCRIPTION, "Response": RESPONSE,
+                        "InputTokens": INPUT_TOKENS},
         },
         "security": authenticated,
         "paths": {
@@ -148,6 +152,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                                       "content": {"application/json": {"schema": {"$ref": REF.format(
                                           model="Response")}},
                                                   "text/event-stream": {"schema": SSE_EVENT}}},
+                              **_errors(*api_errors, "415")}}},
+            "/v1/responses/input_tokens": {"post": {
+                "operationId": "countResponseInputTokens",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="ResponsesRequest")}}}},
+                "responses": {"200": _json("InputTokens", "The input tokens the request would use"),
                               **_errors(*api_errors, "415")}}},
             "/v1/responses/{response_id}": {
                 "get": {"operationId": "retrieveResponse", "parameters": [_path("response_id")],

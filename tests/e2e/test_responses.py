@@ -185,6 +185,31 @@ def test_an_image_input_on_the_vision_model(client):
     assert r.usage.input_tokens > 10 and r.model == VISION_MODEL
 
 
+def test_input_tokens_counts_what_create_would_use(client):
+    """`client.responses.input_tokens.count`: the same count the answer's usage.input_tokens reports, with
+    instructions, tools, a previous response and an image in it; nothing generated or kept."""
+    asked = {"model": CHAT_MODEL, "instructions": "Be brief.", "tools": [WEATHER], "input": QUESTION}
+    counted = client.responses.input_tokens.count(**asked)
+    assert counted.object == "response.input_tokens"
+    answered = client.responses.create(**asked, max_output_tokens=16, temperature=0)
+    assert counted.input_tokens == answered.usage.input_tokens > 20
+    follow_up = {"model": CHAT_MODEL, "previous_response_id": answered.id, "input": "And of Italy?"}
+    alone = client.responses.input_tokens.count(model=CHAT_MODEL, input="And of Italy?").input_tokens
+    assert client.responses.input_tokens.count(**follow_up).input_tokens == client.responses.create(
+        **follow_up, max_output_tokens=16, temperature=0, store=False).usage.input_tokens > alone + 10
+    image = [{"role": "user", "content": [{"type": "input_text", "text": "What is in this image?"},
+                                          {"type": "input_image", "image_url": data_uri(image_bytes("png"),
+                                                                                        "image/png")}]}]
+    assert client.responses.input_tokens.count(model=VISION_MODEL, input=image).input_tokens == \
+        client.responses.create(model=VISION_MODEL, input=image, max_output_tokens=16, store=False).usage.input_tokens
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_tokens.count(model="no-such-model", input=QUESTION)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.input_tokens.count(model=CHAT_MODEL, input=[{"type": "function_call_output",
+                                                                      "call_id": "call_x", "output": "1"}])
+    assert err.value.param == "input[0].call_id"
+
+
 @pytest.mark.parametrize("extra, param", [
     ({"frequency": 3}, "frequency"),
     ({"input": [{"type": "computer_call_output", "call_id": "x"}]}, "input[0].type"),

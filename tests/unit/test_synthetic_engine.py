@@ -25,6 +25,12 @@ def test_every_choice_gets_max_tokens_words_and_usage_counts_them():
     assert result.usage.completion_tokens == 10 and result.usage.prompt_tokens > 0
 
 
+def test_the_prompt_count_is_the_prompt_usage():
+    engine, asked = SyntheticEngine(SyntheticOptions(tokens_per_s=0)), request(max_tokens=3)
+    result = asyncio.run(collect(engine.generate(asked), 1))
+    assert asyncio.run(engine.count_prompt_tokens(asked)) == result.usage.prompt_tokens > 0
+
+
 def test_every_step_says_the_usage_so_far_and_the_last_the_final_usage():
     async def steps():
         return [step async for step in SyntheticEngine(SyntheticOptions()).generate(request(n=2, max_tokens=4))]

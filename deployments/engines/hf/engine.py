@@ -31,6 +31,7 @@ from deployments.engines.hf.incremental_text import IncrementalText
 from deployments.engines.options import HFEngineOptions
 from serve_app.contract import ChoiceDelta, GenerationStep, TokenUsage
 from serve_app.errors import InvalidRequest
+from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
 from serve_app.protocol.sampling import SamplingParams
 from serve_app.protocol.tools import Constraint
@@ -120,6 +121,16 @@ class HFTextEngine(TextEngine):
         self._incoming.put(None)
         self._worker.join(timeout=30)
 
+    async def _prompt(self, request: TextRequest) -> tuple[list[int], dict | None]:
+        """Prompt token ids, and the vision inputs of a multimodal request (None without a processor)."""
+        if self.processor is None or isinstance(request, CompletionRequest):  # raw prompts need no processor
+            return encode_chat(self.tokenizer, request, self.max_model_len), None
+        # image decoding and resizing take a while: not on the event loop
+        return await asyncio.to_thread(encode_multimodal, self.processor, request, self.max_model_len)
+
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        return len((await self._prompt(request))[0])
+
     async def generate(self, request: TextRequest) -> AsyncIterator[GenerationStep]:
         if self._stopping or not self._worker.is_alive():
             raise RuntimeError("text engine is not running")
@@ -132,12 +143,7 @@ class HFTextEngine(TextEngine):
             if any(i >= vocab for i in ids):
                 raise InvalidRequest(f"{param} names a token id beyond this model's vocabulary of {vocab}.",
                                      param=param)
-        vision = None
-        if self.processor is None or isinstance(request, CompletionRequest):  # raw prompts need no processor
-            prompt_ids = encode_chat(self.tokenizer, request, self.max_model_len)
-        else:  # image decoding and resizing take a while: not on the event loop
-            prompt_ids, vision = await asyncio.to_thread(encode_multimodal, self.processor, request,
-                                                         self.max_model_len)
+        prompt_ids, vision = await self._prompt(request)
         max_new = completion_cap(request, self.max_model_len, len(prompt_ids), self.options.default_max_tokens)
         sampling = request.sampling()
         constraint = request.constraint()

@@ -81,6 +81,21 @@ class ResponsesRoute:
         return sse_response(response_events(events, first, steps, chat, model, context.usage, finish),
                             done_marker=False, named_events=True, error_event=events.failed)
 
+    async def input_tokens(self, request: Request) -> JSONResponse:
+        """POST /v1/responses/input_tokens: the input tokens the request would use, counted by the model's own
+        chat template and tokenizer (tool definitions, instructions, a previous response and images included).
+        Nothing is generated or kept; the request is checked as `create` checks it."""
+        context = context_of(request)
+        req = parse_request(await read_json(request, self.body_limits))
+        form = to_chat(req, await self._history(context.authenticated().name, req))
+        with form.responses_params():
+            self.pipeline.check(form.chat)
+            model = self.pipeline.model_for(context, form.chat)
+            chat = await self.pipeline.with_images(context, form.chat, model)
+            await self.pipeline.registry.warm(model)
+            tokens = await model.backend.count_tokens(chat)  # its 400s name the Responses field
+        return JSONResponse({"object": "response.input_tokens", "input_tokens": tokens})
+
     async def _history(self, owner: str, req: ResponsesRequest) -> list[InputItem]:
         """The conversation `previous_response_id` continues: its input items, then its output items."""
         if req.previous_response_id is None:
