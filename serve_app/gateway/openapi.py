@@ -12,7 +12,7 @@ from serve_app.protocol.batches import BatchCreateRequest
 from serve_app.protocol.chat import ChatCompletionRequest
 from serve_app.protocol.completions import CompletionRequest
 from serve_app.protocol.embeddings import EmbeddingRequest
-from serve_app.protocol.responses import ResponsesRequest
+from serve_app.protocol.responses import INPUT_TOKENS_FIELDS, ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 ERRORS = {"400": "Invalid request", "401": "Missing or invalid API secret",
@@ -100,6 +100,9 @@ def _request_schemas() -> dict[str, Any]:
                                   "description": "mp3, mp4, mpeg, mpga, m4a, wav, webm, ogg or flac; 25 MB at most"}
     form["required"] = ["file", "model"]
     # A translation's form: the source language is detected, and segments are the only granularity.
+    responses = schemas["ResponsesRequest"]
+    schemas["ResponsesInputTokensRequest"] = {**responses, "title": "ResponsesInputTokensRequest", "properties": {
+        k: v for k, v in responses["properties"].items() if k in INPUT_TOKENS_FIELDS}}
     schemas["TranslationRequest"] = {**form, "title": "TranslationRequest", "properties": {
         k: v for k, v in form["properties"].items() if k not in ("language", "timestamp_granularities[]")}}
     return schemas
@@ -156,7 +159,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/responses/input_tokens": {"post": {
                 "operationId": "countResponseInputTokens",
                 "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": REF.format(model="ResponsesRequest")}}}},
+                    "schema": {"$ref": REF.format(model="ResponsesInputTokensRequest")}}}},
                 "responses": {"200": _json("InputTokens", "The input tokens the request would use"),
                               **_errors(*api_errors, "415")}}},
             "/v1/responses/{response_id}": {

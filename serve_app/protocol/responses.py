@@ -28,6 +28,10 @@ from serve_app.protocol.wire import FUNCTION_NAME, MAX_TOOLS, Wire
 MIN_OUTPUT_TOKENS = 16  # OpenAI refuses smaller `max_output_tokens`
 MAX_METADATA_KEYS, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS = 16, 64, 512  # OpenAI's metadata caps
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
+# What POST /v1/responses/input_tokens takes (OpenAI's list, less `conversation` and `personality`, which create
+# does not take either): what shapes the input, not how an answer would be generated or kept.
+INPUT_TOKENS_FIELDS = frozenset({"model", "input", "instructions", "previous_response_id", "tools", "tool_choice",
+                                 "parallel_tool_calls", "text", "reasoning", "truncation"})
 
 
 class InputText(Wire):

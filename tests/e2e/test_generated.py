@@ -61,6 +61,7 @@ def operations(generated_target) -> dict:
 SERVED = {"POST /v1/chat/completions": [CHAT_MODEL, VISION_MODEL, CHAT_MODEL],
           "POST /v1/completions": [CHAT_MODEL, CHAT_MODEL],
           "POST /v1/responses": [CHAT_MODEL, VISION_MODEL, CHAT_MODEL],
+          "POST /v1/responses/input_tokens": [CHAT_MODEL, VISION_MODEL],
           "POST /v1/audio/transcriptions": [SPEECH_MODEL, SPEECH_MODEL],
           "POST /v1/audio/translations": [MULTILINGUAL_SPEECH_MODEL, SPEECH_MODEL],
           "POST /v1/embeddings": [EMBEDDING_MODEL, EMBEDDING_MODEL],
@@ -72,7 +73,7 @@ STATE_OPERATIONS = ["POST /v1/files", "GET /v1/files", "GET /v1/files/{file_id}"
                     "GET /v1/responses/{response_id}/input_items"]
 EXAMPLES_PER_STATE_OPERATION = 100  # these reach the state store, not a model: fewer shapes to find
 OPERATIONS = ["GET /health", "GET /v1/models", "GET /v1/models/{model_id}", "POST /v1/chat/completions",
-              "POST /v1/completions", "POST /v1/responses",
+              "POST /v1/completions", "POST /v1/responses", "POST /v1/responses/input_tokens",
               "POST /v1/audio/transcriptions", "POST /v1/audio/translations", "POST /v1/embeddings", "GET /v1/usage",
               "GET /openapi.json", *STATE_OPERATIONS]
 

@@ -208,6 +208,9 @@ def test_input_tokens_counts_what_create_would_use(client):
         client.responses.input_tokens.count(model=CHAT_MODEL, input=[{"type": "function_call_output",
                                                                       "call_id": "call_x", "output": "1"}])
     assert err.value.param == "input[0].call_id"
+    with pytest.raises(openai.BadRequestError) as err:  # nothing is generated: nothing to stream
+        client.responses.input_tokens.count(model=CHAT_MODEL, input=QUESTION, extra_body={"stream": True})
+    assert err.value.param == "stream"
 
 
 @pytest.mark.parametrize("extra, param", [

@@ -24,7 +24,13 @@ from serve_app.gateway.context import context_of
 from serve_app.gateway.responses_stream import ResponseEvents, response_events
 from serve_app.gateway.routes.listing import list_page, page_params
 from serve_app.gateway.streaming import sse_response
-from serve_app.protocol.responses import INPUT_ITEMS, InputItem, ResponsesRequest, parse_request
+from serve_app.protocol.responses import (
+    INPUT_ITEMS,
+    INPUT_TOKENS_FIELDS,
+    InputItem,
+    ResponsesRequest,
+    parse_request,
+)
 from serve_app.protocol.responses_chat import to_chat
 from serve_app.protocol.responses_output import (
     finish_status,
@@ -86,7 +92,10 @@ class ResponsesRoute:
         chat template and tokenizer (tool definitions, instructions, a previous response and images included).
         Nothing is generated or kept; the request is checked as `create` checks it."""
         context = context_of(request)
-        req = parse_request(await read_json(request, self.body_limits))
+        body = await read_json(request, self.body_limits)
+        if unexpected := sorted(body.keys() - INPUT_TOKENS_FIELDS):  # e.g. `stream`: nothing here would honour it
+            raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
+        req = parse_request(body)
         form = to_chat(req, await self._history(context.authenticated().name, req))
         with form.responses_params():
             self.pipeline.check(form.chat)
