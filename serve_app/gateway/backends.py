@@ -67,8 +67,16 @@ class _ModelBackend:
 
     async def _call(self, method: str, model: str, *args: object):
         for attempt in (1, 2):
+            response = None
             try:
-                return await getattr(self._handle, method).remote(*args)
+                response = getattr(self._handle, method).remote(*args)
+                return await response
+            except asyncio.CancelledError:
+                # The request failed elsewhere or its client left: awaiting a response does not cancel the
+                # replica's call (Serve cancels it only with its own request), so the work would run on unpaid.
+                if response is not None:
+                    response.cancel()
+                raise
             except BackPressureError as exc:
                 raise model_overloaded(model, exc.retry_after_s) from None
             except REPLICA_LOST:

@@ -231,7 +231,9 @@ class MeteringMiddleware:
                             " cached=%s batch=%s", context.request_id, key, model, scope["method"], scope["path"],
                             status, usage, context.sampling or {}, 1000 * latency, context.cached,
                             context.batch_id or "-")
-            self.metrics.record(key, model, scope["path"], status, usage, latency, context.ttft)
+            # The route's pattern as the label: raw paths (ids, any 404) would make a time series per request
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.record(key, model, route, status, usage, latency, context.ttft)
             if self.ledger is not None:
                 self.ledger.record(_ledger_row(scope, context, status, latency))
 

@@ -178,3 +178,43 @@ def test_a_charge_the_rate_limiter_missed_is_sent_again_in_the_background(monkey
 
     calls = asyncio.run(charge())
     assert len(calls) == 3 and calls[-1][-1] == "lease-1"  # the lease is released in the end
+
+
+class PendingHandle:
+    """A handle whose calls never answer, recording which were cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    def options(self, **_):
+        return self
+
+    def __getattr__(self, method):
+        return self
+
+    def remote(self, *args):
+        handle = self
+
+        class Response:
+            def __await__(self):
+                return asyncio.sleep(3600).__await__()
+
+            def cancel(self):
+                handle.cancelled += 1
+
+        return Response()
+
+
+def test_a_whole_call_given_up_cancels_the_replicas_work():
+    """Serve cancels a replica's call only with its own request: a gateway that stops waiting must say so."""
+    handle = PendingHandle()
+
+    async def give_up():
+        task = asyncio.ensure_future(TextBackend(handle).complete(CHAT))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(give_up())
+    assert handle.cancelled == 1

@@ -277,3 +277,53 @@ def test_uploads_name_the_form_field_that_is_missing_or_unknown(tmp_path, monkey
             assert (r.status_code, r.json()["error"]["param"]) == (400, param), r.text
         r = c.post("/v1/files", data={"purpose": "batch"}, files={"file": ("a.jsonl", line)})
         assert r.status_code == 200 and r.json()["filename"] == "a.jsonl" and r.json()["bytes"] == len(line)
+
+
+class _SlowUnlessBad:
+    """Prompts answer after a while; the prompt "bad" is refused at once."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+        self.finished: list[str] = []
+
+    async def complete(self, request):
+        import asyncio
+
+        from serve_app.contract import Completion, TokenUsage
+        from serve_app.errors import InvalidRequest
+
+        if request.prompt == "bad":
+            raise InvalidRequest("refused", param="prompt")
+        try:
+            await asyncio.sleep(2)
+        except asyncio.CancelledError:
+            self.cancelled.append(request.prompt)
+            raise
+        self.finished.append(request.prompt)
+        return Completion([("x", "stop", None)], TokenUsage(1, 500))
+
+
+class _Labels:
+    def __init__(self) -> None:
+        self.routes: set[str] = set()
+
+    def record(self, key, model, route, status, usage, latency, ttft) -> None:
+        self.routes.add(route)
+
+
+def test_a_refused_prompt_cancels_its_siblings_and_metrics_label_routes_not_paths(tmp_path, monkeypatch):
+    """asyncio.gather left the other prompts generating, unpaid and outside the key's concurrency place; and a
+    raw path as the metric label made a time series per file id or mistyped URL."""
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    backend, labels = _SlowUnlessBad(), _Labels()
+    app = create_asgi_app(ModelRegistry([ServedModel("m", "text", "me", backend)]),
+                          KeyStore([APIKey(name="k", sha256=hash_key("k"))]), LimitsConfig(), RateLimiterServer(),
+                          labels)
+    with TestClient(app, headers={"x-api-key": "k"}) as c:
+        r = c.post("/v1/completions", json={"model": "m", "prompt": ["a", "b", "bad"], "max_tokens": 5})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+        assert sorted(backend.cancelled) == ["a", "b"] and backend.finished == []
+        for i in range(3):
+            c.get(f"/v1/files/file-{i}")
+            c.get(f"/v1/no-such-route/{i}")
+    assert labels.routes == {"/v1/completions", "/v1/files/{file_id}", "unmatched"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from serve_app.errors import InvalidRequest
+from serve_app.gateway.fan_out import gather_or_cancel
 from serve_app.gateway.inputs.image_fetch import ImageFetcher
 from serve_app.gateway.inputs.images import CheckedImage, ImageLimits, decode_data_uri, decode_image, inspect_image
 from serve_app.protocol.chat import ChatCompletionRequest
@@ -27,7 +28,7 @@ class ImageInputs:
         if len(parts) > max_images:
             raise InvalidRequest(f"Model `{chat.model}` accepts at most {max_images} images per request; "
                                  f"this request has {len(parts)}.", param="messages", code="too_many_images")
-        checked = await asyncio.gather(*(self._load(part.image_url.url, param) for param, part in parts))
+        checked = await gather_or_cancel(*(self._load(part.image_url.url, param) for param, part in parts))
         pixels = sum(image.width * image.height for image in checked)
         if pixels > self.limits.max_request_pixels:
             raise InvalidRequest(f"The images of this request have {pixels:,} pixels together; the maximum is "

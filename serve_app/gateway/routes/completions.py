@@ -5,7 +5,6 @@ choices are numbered `prompt_index * n + choice`, as OpenAI numbers them."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from serve_app.contract import Completion
 from serve_app.errors import InvalidRequest
 from serve_app.gateway.body import JSONLimits, read_json
 from serve_app.gateway.context import Usage, context_of
+from serve_app.gateway.fan_out import gather_or_cancel
 from serve_app.gateway.registry import ModelRegistry, ServedModel
 from serve_app.gateway.response_cache import HEADER, CachedAnswer, ResponseCache, answer_from_cache
 from serve_app.gateway.streaming import sse_response
@@ -53,7 +53,7 @@ class CompletionsRoute:
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         used = context.usage
         if not req.stream:
-            results = await asyncio.gather(*(model.backend.complete(req.for_prompt(p)) for p in req.prompts()))
+            results = await gather_or_cancel(*(model.backend.complete(req.for_prompt(p)) for p in req.prompts()))
             used.prompt_tokens = sum(r.usage.prompt_tokens for r in results)
             used.completion_tokens = sum(r.usage.completion_tokens for r in results)
             body = completion_body(completion_id, req.model, _choices(req, results),
