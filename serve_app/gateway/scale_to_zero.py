@@ -10,6 +10,7 @@ starts it has seen (the configured estimate until it has seen one).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import statistics
 import time
@@ -18,6 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from serve_app.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+READ_TIMEOUT_S = 5.0  # a Serve controller slower than this to report replica counts: counted as unknown
 
 
 class ColdStart:
@@ -68,10 +72,16 @@ class ReplicaStatus:
         self._lock = asyncio.Lock()
 
     async def running(self, deployment: str) -> int | None:
-        """Running replicas of `deployment` in this application, or None when unknown."""
+        """Running replicas of `deployment` in this application, or None when unknown (the controller did
+        not answer within READ_TIMEOUT_S, or failed: models then count as ready rather than every request
+        and GET /v1/models failing with it)."""
         async with self._lock:
             if time.monotonic() - self._read_at > self.ttl_s:
-                self._running = await asyncio.to_thread(_read_running)
+                try:
+                    self._running = await asyncio.wait_for(asyncio.to_thread(_read_running), READ_TIMEOUT_S)
+                except Exception as exc:  # noqa: BLE001 - any controller failure: unknown, logged, read again later
+                    log.warning("replica counts unavailable from the Serve controller: %r", exc)
+                    self._running = {}
                 self._read_at = time.monotonic()
         return self._running.get(deployment)
 

@@ -69,6 +69,8 @@ class UsageLedger:
         self.dropped = 0
         self._task: asyncio.Task | None = None
         self._failing = False
+        # One flush at a time: close() waits for the writer's, so a batch committed is never written again
+        self._flush_lock = asyncio.Lock()
 
     def record(self, row: UsageRow) -> None:
         """Never blocks and never raises: the request is served whatever the store's state."""
@@ -91,10 +93,16 @@ class UsageLedger:
     async def _write_forever(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval_s)
-            await self.flush()
+            # shielded: close() cancelling this writer between a batch's COMMIT and its removal from the
+            # buffer would have the final flush write it again
+            await asyncio.shield(self.flush())
 
     async def flush(self) -> bool:
         """Write what is buffered; on failure keep it for the next round. True when the buffer is empty."""
+        async with self._flush_lock:
+            return await self._write_buffered()
+
+    async def _write_buffered(self) -> bool:
         while self._buffer:
             rows = [self._buffer[i] for i in range(min(self.batch_rows, len(self._buffer)))]
             try:
@@ -115,7 +123,7 @@ class UsageLedger:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        await self.flush()
+        await self.flush()  # after the writer's flush in progress, if any (the lock)
 
     async def spend(self, key_name: str, since_ms: int) -> Spend:
         """Stored spend of a key since an instant, plus this process's unwritten rows."""

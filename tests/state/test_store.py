@@ -332,3 +332,39 @@ def test_a_sqlite_upgrade_killed_midway_leaves_nothing_behind_and_the_next_start
             await store.dispose()
 
     assert asyncio.run(second_start()) == "0003"  # and on to the newest
+
+
+def test_a_graceful_stop_during_a_flush_writes_each_row_once():
+    """close() while the writer's flush has committed but not yet taken its rows off the buffer."""
+    from contextlib import asynccontextmanager
+
+    from serve_app.state.ledger import UsageLedger, UsageRow
+
+    committed: list[str] = []
+
+    class Conn:
+        rows: list[str] = []
+
+        async def execute(self, statement, rows):
+            await asyncio.sleep(0.01)
+            self.rows = [r["request_id"] for r in rows]
+
+    class Store:  # as StateStore.transaction: the COMMIT lands at the end of the block, then the connection closes
+        @asynccontextmanager
+        async def transaction(self):
+            conn = Conn()
+            try:
+                yield conn
+                committed.extend(conn.rows)
+            finally:
+                await asyncio.sleep(0.01)
+
+    async def stop_mid_flush():
+        ledger = UsageLedger(Store(), flush_interval_s=0.05)
+        for i in range(3):
+            ledger.record(UsageRow(0, f"r{i}", "k", "m", "/v1/chat/completions", 200))
+        await asyncio.sleep(0.065)  # the writer is closing its connection after the COMMIT
+        await ledger.close()
+
+    run(stop_mid_flush())
+    assert committed == ["r0", "r1", "r2"]

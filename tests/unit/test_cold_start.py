@@ -84,3 +84,31 @@ def test_registry_holds_only_cold_scale_to_zero_models():
     with pytest.raises(ServiceUnavailable, match="starting from zero replicas"):
         asyncio.run(go(0))
     assert Backend.wake.calls == 1
+
+
+def test_replica_counts_the_controller_cannot_give_are_unknown_not_an_error(monkeypatch):
+    """A failing or hung Serve controller: models count as ready (None) rather than every request and
+    GET /v1/models failing with it; the read is tried again after the cache's lifetime."""
+    import time
+
+    from serve_app.gateway import scale_to_zero
+
+    answers = [RuntimeError("controller unavailable"), "hang", {"model-m": 0}]
+
+    def read():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == "hang":
+            time.sleep(1)
+            return {"model-m": 5}
+        return answer
+
+    monkeypatch.setattr(scale_to_zero, "_read_running", read)
+    monkeypatch.setattr(scale_to_zero, "READ_TIMEOUT_S", 0.2)
+    status = scale_to_zero.ReplicaStatus(ttl_s=0)
+
+    async def three_reads():
+        return [await status.running("model-m") for _ in range(3)]
+
+    assert asyncio.run(three_reads()) == [None, None, 0]
