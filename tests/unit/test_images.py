@@ -209,3 +209,33 @@ def test_unparsable_and_tunnelled_urls_are_400_without_connecting(case):
     with pytest.raises(InvalidRequest) as err:
         fetch(case.payload, allow=())
     assert err.value.code == "invalid_image_url"
+
+
+def test_slow_name_lookups_do_not_starve_the_shared_thread_pool(monkeypatch):
+    """A timed-out fetch cannot stop its DNS lookup: lookups run in threads of their own, so a burst of slow
+    names leaves the event loop's default pool (image decoding, file writes) free."""
+    import socket
+    import time
+
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host.endswith(".slow.example"):
+            time.sleep(1.5)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+
+    async def burst():
+        fetcher = ImageFetcher(MAX_IMAGE_BYTES, 0.2, 0, [])
+        fetches = [fetcher.fetch(f"http://n{i}.slow.example/a.png", "p") for i in range(12)]
+        refused = await asyncio.gather(*fetches, return_exceptions=True)
+        started = time.monotonic()
+        await asyncio.to_thread(lambda: None)  # the shared pool, right after
+        waited = time.monotonic() - started
+        await fetcher.aclose()
+        return refused, waited
+
+    refused, waited = asyncio.run(burst())
+    assert all(isinstance(r, InvalidRequest) and "did not arrive" in r.message for r in refused)
+    assert waited < 0.5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -20,6 +21,10 @@ from serve_app.gateway.body import read_stream_capped
 from serve_app.gateway.inputs.images import image_too_large
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Name lookups block a thread for as long as DNS takes, and a timed-out fetch cannot stop its lookup: in threads
+# of their own, slow names stall other image fetches at worst, not the event loop's shared pool (image
+# decoding, file writes, replica counts).
+RESOLVER_THREADS = 4
 
 # IPv6 ranges that carry or translate IPv4 (or are deprecated), refused whatever they embed: a NAT64 gateway,
 # a 6to4 relay or a Teredo server could otherwise reach an internal IPv4 address on our behalf.
@@ -45,6 +50,7 @@ class ImageFetcher:
         # raw and capped as they arrive, so a server must not gzip them (nor pack a decompression bomb).
         self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=httpx.Timeout(timeout_s),
                                          headers={"accept": "image/*", "accept-encoding": "identity"})
+        self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="image-url-dns")
 
     async def fetch(self, url: str, param: str) -> bytes:
         try:
@@ -84,7 +90,8 @@ class ImageFetcher:
     async def _checked_address(self, url: httpx.URL, param: str) -> Address:
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().run_in_executor(
+                self._resolver, socket.getaddrinfo, url.host, port, 0, socket.SOCK_STREAM)
         except (OSError, UnicodeError):  # UnicodeError: a name the IDNA codec refuses (empty or long labels)
             raise _fetch_error(f"the host {_printable(url.host)!r} could not be resolved", param) from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -103,6 +110,7 @@ class ImageFetcher:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        self._resolver.shutdown(wait=False, cancel_futures=True)
 
 
 def is_public_address(address: Address) -> bool:
