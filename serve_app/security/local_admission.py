@@ -38,6 +38,11 @@ REPORT_DELAY_S = 0.01  # reports wait this long for others to share their call; 
 # Reports and charges of a failed call are sent again this long after (with whatever comes meanwhile): dropped,
 # a finished request's place would stay taken at the shared limiter for its whole lease (an hour).
 RETRY_S = 1.0
+# While the shared limiter is down every refused ask queues the release of a place it may have been granted, so
+# the queue is bounded (the oldest releases go first: a place never released lapses with its lease) and sent in
+# calls of bounded size, so that one call after an outage does not outlast the limiter's timeout and fail again.
+MAX_QUEUED_OPS = 10_000
+MAX_OPS_PER_CALL = 1000
 UNLIMITED = RateLimits()
 
 
@@ -184,10 +189,12 @@ class LocalAdmission:
     async def _send_batches(self) -> None:
         await asyncio.sleep(0)  # asks of the same loop turn go in the same call
         while self._queue:
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._queue[:MAX_OPS_PER_CALL], self._queue[MAX_OPS_PER_CALL:]
             try:
                 answers = await self.shared.apply([op for op, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - a waiter must never hang: exact askers get a 503
+                # The calls still queued behind this one would fail alike: their askers are answered now too
+                batch, self._queue = batch + self._queue, []
                 log.warning("%d rate-limit calls failed: %r", len(batch), exc)
                 error = exc if isinstance(exc, APIError) else rate_limiter_unavailable()
                 for _, _, waiter in batch:
@@ -200,7 +207,7 @@ class LocalAdmission:
                 again = [item for item in batch if item[2] is None]
                 again += [(("charge", op[1], op[2], {}, 0.0, op[3]), None, None) for op, _, waiter in batch
                           if waiter is not None and op[0] == "admit" and op[3]]
-                self._queue = again + self._queue
+                self._queue = _bounded(again)
                 if self._queue:
                     if self._timer is not None:
                         self._timer.cancel()
@@ -235,3 +242,21 @@ class LocalAdmission:
             self._report(None, ("charge", key, limits, {}, 0.0, answer.lease), at_once=True)
         elif name == "reserve":
             self._report(None, ("charge", key, limits, {}, float(op[3]), None), at_once=True)
+
+
+def _bounded(queue: list) -> list:
+    """The queue within MAX_QUEUED_OPS, dropping the oldest releases of places first (their leases lapse on their
+    own); reports of usage and asks are kept."""
+    excess = len(queue) - MAX_QUEUED_OPS
+    if excess <= 0:
+        return queue
+    releases = [i for i, (op, _, waiter) in enumerate(queue) if waiter is None and _releases_only(op)]
+    dropped = set(releases[:excess])
+    log.warning("rate-limit retry queue full: %d releases of places dropped (their leases lapse)", len(dropped))
+    return [item for i, item in enumerate(queue) if i not in dropped]
+
+
+def _releases_only(op: tuple) -> bool:
+    """A charge that only frees a place: nothing used, nothing reserved."""
+    return op[0] == "charge" and not op[3] and not op[4] and op[5] is not None
+

@@ -278,3 +278,32 @@ def test_a_place_granted_by_a_call_that_failed_on_the_way_back_is_released(clock
         await asyncio.sleep(0.2)
         assert shared.limiter.in_flight("k") == 0
     asyncio.run(scenario())
+
+
+def test_an_outage_queues_a_bounded_number_of_releases_and_sends_them_in_bounded_calls(shared, local, monkeypatch):
+    """Every refused ask queues the release of a place it may have been granted; unbounded, an outage grew the
+    queue with every request and the first call after it carried them all."""
+    from serve_app.security import local_admission
+
+    monkeypatch.setattr(local_admission, "MAX_QUEUED_OPS", 50)
+    monkeypatch.setattr(local_admission, "MAX_OPS_PER_CALL", 20)
+    monkeypatch.setattr(local_admission, "RETRY_S", 0.01)
+    limits = RateLimits(max_concurrent_requests=4)
+
+    async def outage_then_back():
+        shared.down = True
+        refused = 0
+        for _ in range(200):
+            try:
+                await asyncio.wait_for(local.admit("k", limits), 1)
+            except ServiceUnavailable:
+                refused += 1
+        queued = len(local._queue)
+        shared.down, shared.calls = False, []
+        await asyncio.sleep(0.3)
+        return refused, queued
+
+    refused, queued = asyncio.run(outage_then_back())
+    assert refused == 200  # each ask answered at once, none left waiting behind queued releases
+    assert queued <= 50 and not local._queue  # bounded while down, all sent once back
+    assert shared.calls and max(len(call) for call in shared.calls) <= 20
