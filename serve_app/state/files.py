@@ -58,12 +58,21 @@ class FileRepository:
         self.storage = storage
 
     async def create(self, owner: str, purpose: str, filename: str, data: bytes) -> dict:
+        # Shielded: a client that leaves mid-upload would cancel it between the bytes and their row, leaving bytes
+        # no row points at (uncounted, never deleted); the upload completes instead.
+        return await asyncio.shield(self._create(owner, purpose, filename, data))
+
+    async def _create(self, owner: str, purpose: str, filename: str, data: bytes) -> dict:
         file_id = "file-" + secrets.token_hex(12)
         await self.storage.put(file_id, data)  # bytes first: a row never points at nothing
         row = {"id": file_id, "owner": owner, "purpose": purpose, "filename": filename[:512], "bytes": len(data),
                "created_at": int(time.time()), "location": file_id}
-        async with self.store.transaction() as conn:
-            await conn.execute(insert(files), row)
+        try:
+            async with self.store.transaction() as conn:
+                await conn.execute(insert(files), row)
+        except BaseException:
+            await self.storage.delete(file_id)  # no row will point at these bytes
+            raise
         return file_object(SimpleNamespace(**row))
 
     async def get(self, owner: str, file_id: str):
@@ -104,7 +113,10 @@ class FileRepository:
         row = await self.get(owner, file_id)
         if row is None:
             return False
-        async with self.store.transaction() as conn:
-            await conn.execute(delete(files).where(files.c.id == file_id))
-        await self.storage.delete(row.location)
+        await asyncio.shield(self._delete(row))  # the row and its bytes go together, whoever hangs up
         return True
+
+    async def _delete(self, row) -> None:
+        async with self.store.transaction() as conn:
+            await conn.execute(delete(files).where(files.c.id == row.id))
+        await self.storage.delete(row.location)

@@ -127,6 +127,38 @@ def test_unreachable_store_is_a_503_not_a_traceback():
     assert caught.value.code == "state_store_unavailable" and caught.value.status_code == 503
 
 
+def test_an_upload_left_midway_or_refused_by_the_store_leaves_no_bytes_without_a_row(store_url, tmp_path):
+    folder = tmp_path / "files"
+
+    class SlowStorage(FileStorage):
+        async def put(self, name, data):
+            await asyncio.sleep(0.1)  # the client leaves while the bytes are written
+            await super().put(name, data)
+
+    async def check():
+        store = StateStore(store_url)
+        await store.ready()
+        files = FileRepository(store, SlowStorage(str(folder)))
+        upload = asyncio.ensure_future(files.create("alice", "batch", "in.jsonl", b"x\n"))
+        await asyncio.sleep(0.02)
+        upload.cancel()
+        await asyncio.sleep(0.5)  # the shielded upload goes on to its row
+        kept, _ = await files.list("alice", None, 10, None, True)
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("the store refused the row")
+
+        store.transaction = refuse
+        with pytest.raises(RuntimeError):
+            await files.create("alice", "batch", "in.jsonl", b"y\n")
+        await store.dispose()
+        return kept
+
+    kept = run(check())
+    assert sorted(p.name for p in folder.iterdir()) == [f["id"] for f in kept]  # each byte file has its row
+    assert len(kept) == 1
+
+
 def test_files_belong_to_their_key(store_url, tmp_path):
     async def check():
         store = StateStore(store_url)
