@@ -8,8 +8,6 @@ import secrets
 import time
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from serve_app.state.schema import batch_results, batches
 from serve_app.state.store import StateStore
@@ -110,10 +108,9 @@ class BatchRepository:
         was recorded already: the first answer stands (a runner replica overlapping its successor during a
         redeploy may have sent the line too)."""
         counter = batches.c.completed if ok else batches.c.failed
-        dialect_insert = sqlite_insert if self.store.is_sqlite else postgresql_insert
         row = {"batch_id": batch_id, "line": line, "ok": ok, "payload": json.dumps(payload, ensure_ascii=False)}
         async with self.store.transaction() as conn:
-            added = await conn.execute(dialect_insert(batch_results).values(row).on_conflict_do_nothing())
+            added = await conn.execute(self.store.insert(batch_results).values(row).on_conflict_do_nothing())
             if added.rowcount != 1:
                 return False
             prompt, completion = line_tokens(payload)

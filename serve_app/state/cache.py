@@ -11,8 +11,6 @@ import logging
 import time
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from serve_app.state.schema import response_cache
 from serve_app.state.store import StateStore
@@ -61,8 +59,7 @@ class CacheStorage:
     async def _put(self, key: str, model: str, payload: str, ttl_s: float) -> None:
         now = time.time()
         values = {"key": key, "model": model, "payload": payload, "created_at": now, "expires_at": now + ttl_s}
-        insert = sqlite_insert if self.store.is_sqlite else pg_insert
-        statement = insert(response_cache).values(values)
+        statement = self.store.insert(response_cache).values(values)
         statement = statement.on_conflict_do_update(index_elements=["key"], set_={
             k: statement.excluded[k] for k in ("payload", "created_at", "expires_at")})
         try:

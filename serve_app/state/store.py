@@ -19,7 +19,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -99,6 +103,10 @@ class StateStore:
 
     def __repr__(self) -> str:
         return f"StateStore({redacted(self.url)})"
+
+    def insert(self, table: Table) -> SQLiteInsert | PostgresInsert:
+        """This store's dialect of INSERT, the one with ON CONFLICT (both dialects spell it alike)."""
+        return (sqlite_insert if self.is_sqlite else postgresql_insert)(table)
 
     async def ready(self) -> None:
         """Create or upgrade the schema once per process (retried on the next use if the store was down)."""
