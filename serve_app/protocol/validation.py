@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -39,6 +40,17 @@ def _most_specific(errors: list[dict]) -> dict:
     return max((e for e in errors if e["loc"][:1] == first), key=lambda e: len(e["loc"]))
 
 
+def _unrecognized(param: str | None) -> InvalidRequest:
+    """OpenAI's 400 for an argument the route does not take."""
+    return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
+
+
+def refuse_unrecognized(names: Iterable[str]) -> None:
+    """The 400 for the first (by name) of `names`, when there are any: fields a route would otherwise drop."""
+    if unexpected := sorted(names):
+        raise _unrecognized(unexpected[0])
+
+
 def parse_model(model: type[M], data: object) -> M:
     try:
         return model.model_validate(data)
@@ -46,7 +58,7 @@ def parse_model(model: type[M], data: object) -> M:
         err = _most_specific(exc.errors(include_url=False))
         param = param_path(tuple(err["loc"])) or None
         if err["type"] == "extra_forbidden":
-            raise InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param) from None
+            raise _unrecognized(param) from None
         if err["type"] == "missing":
             raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
         message = err["msg"].removeprefix("Value error, ")

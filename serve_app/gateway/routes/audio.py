@@ -17,7 +17,7 @@ from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.streaming import sse_response
 from serve_app.protocol import transcript_formats as fmt
 from serve_app.protocol.audio import TranscriptionRequest, sniff_audio
-from serve_app.protocol.validation import parse_model
+from serve_app.protocol.validation import parse_model, refuse_unrecognized
 
 # OpenAI's translations take no `language` (the source is detected) and no timestamp granularities; `task` is
 # ours to set, never the form's.
@@ -58,8 +58,7 @@ class TranscriptionRoute:
                                 deadline=self.deadline)
         upload = await read_upload(Request(request.scope, replay(raw)), self.max_audio_bytes, "the audio file", 32)
         audio, fields = upload.data, _form_fields(upload.fields, upload.filename)
-        if unexpected := sorted(_NOT_FORM_FIELDS[self.task] & fields.keys()):
-            raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
+        refuse_unrecognized(_NOT_FORM_FIELDS[self.task] & fields.keys())
         req = parse_model(TranscriptionRequest, {**fields, "task": self.task})
         model = self.registry.for_caller(context, req.model, _CAPABILITY[self.task])
         sniff_audio(audio)

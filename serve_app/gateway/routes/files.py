@@ -15,6 +15,7 @@ from serve_app.gateway.body import BodyDeadline, read_capped, replay
 from serve_app.gateway.context import context_of
 from serve_app.gateway.multipart import FORM_OVERHEAD, read_upload, require_multipart
 from serve_app.gateway.routes.listing import list_page, page_params
+from serve_app.protocol.validation import refuse_unrecognized
 from serve_app.state.files import UPLOAD_PURPOSES, FileRepository, file_object
 
 
@@ -36,8 +37,7 @@ class FilesRoute:
                                 deadline=self.deadline)
         upload = await read_upload(Request(request.scope, replay(raw)), self.config.max_file_bytes, "the file", 8)
         fields = dict(upload.fields)
-        if unexpected := sorted(fields.keys() - {"purpose"}):  # e.g. expires_after[...]: no expiry kept here
-            raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
+        refuse_unrecognized(fields.keys() - {"purpose"})  # e.g. expires_after[...]: no expiry is kept here
         purpose = fields.get("purpose")
         if purpose is None:
             raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")

@@ -40,6 +40,7 @@ from serve_app.protocol.responses_output import (
     stored_input,
     usage_body,
 )
+from serve_app.protocol.validation import refuse_unrecognized
 from serve_app.state.responses import ResponseRepository
 
 
@@ -93,8 +94,7 @@ class ResponsesRoute:
         Nothing is generated or kept; the request is checked as `create` checks it."""
         context = context_of(request)
         body = await read_json(request, self.body_limits)
-        if unexpected := sorted(body.keys() - INPUT_TOKENS_FIELDS):  # e.g. `stream`: nothing here would honour it
-            raise InvalidRequest(f"Unrecognized request argument supplied: {unexpected[0]}", param=unexpected[0])
+        refuse_unrecognized(body.keys() - INPUT_TOKENS_FIELDS)  # e.g. `stream`: nothing here would honour it
         req = parse_request(body)
         form = to_chat(req, await self._history(context.authenticated().name, req))
         with form.responses_params():
