@@ -275,3 +275,23 @@ def test_fields_asking_for_what_is_not_served_are_refused_by_name(field, value):
     with pytest.raises(InvalidRequest) as info:
         parse_request({"model": "m", "input": "hi", field: value})
     assert info.value.param == field
+
+
+class CountingBackend:
+    async def count_tokens(self, request):
+        return 7 * len(request.messages)
+
+
+def test_input_tokens_checks_the_request_as_create_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
+    model = ServedModel("m", "text", "me", CountingBackend())
+    app = create_asgi_app(ModelRegistry([model]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
+                          LimitsConfig(), RateLimiterServer())
+    with TestClient(app, headers={"x-api-key": "k"}) as client:
+        counted = client.post("/v1/responses/input_tokens", json={"model": "m", "input": "hi", "instructions": "x"})
+        assert counted.json() == {"object": "response.input_tokens", "input_tokens": 14}
+        for extra, param in (({"reasoning": {"effort": "low"}}, "reasoning"),
+                             ({"reasoning": {"summary": "auto"}}, "reasoning"), ({"stream": True}, "stream"),
+                             ({"tool_choice": "required"}, "tool_choice")):
+            r = client.post("/v1/responses/input_tokens", json={"model": "m", "input": "hi", **extra})
+            assert (r.status_code, r.json()["error"]["param"]) == (400, param), r.text

@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse, Response
 from serve_app.errors import InvalidRequest, NotFound, store_unavailable
 from serve_app.gateway.body import JSONLimits, read_json
 from serve_app.gateway.chat_pipeline import ChatPipeline
-from serve_app.gateway.context import context_of
+from serve_app.gateway.context import RequestContext, context_of
+from serve_app.gateway.registry import ServedModel
 from serve_app.gateway.responses_stream import ResponseEvents, response_events
 from serve_app.gateway.routes.listing import list_page, page_params
 from serve_app.gateway.streaming import sse_response
@@ -31,7 +32,7 @@ from serve_app.protocol.responses import (
     ResponsesRequest,
     parse_request,
 )
-from serve_app.protocol.responses_chat import to_chat
+from serve_app.protocol.responses_chat import ChatForm, to_chat
 from serve_app.protocol.responses_output import (
     finish_status,
     new_id,
@@ -55,13 +56,7 @@ class ResponsesRoute:
         owner = context.authenticated().name
         req = parse_request(await read_json(request, self.body_limits))
         history = await self._history(owner, req)
-        form = to_chat(req, history)
-        with form.responses_params():
-            self.pipeline.check(form.chat)
-            model = self.pipeline.model_for(context, form.chat)
-        if req.reasoning is not None and model.reasoning_parser is None:
-            raise InvalidRequest(f"Model `{model.id}` does not think before answering: `reasoning` is only "
-                                 "accepted by reasoning models.", param="reasoning")
+        form, model = self._checked(context, req, history)
         if req.stored() and req.previous_response_id is None:  # (a previous response was just read from it)
             await self.responses.reachable()
         with form.responses_params():
@@ -96,14 +91,25 @@ class ResponsesRoute:
         body = await read_json(request, self.body_limits)
         refuse_unrecognized(body.keys() - INPUT_TOKENS_FIELDS)  # e.g. `stream`: nothing here would honour it
         req = parse_request(body)
-        form = to_chat(req, await self._history(context.authenticated().name, req))
+        form, model = self._checked(context, req, await self._history(context.authenticated().name, req))
         with form.responses_params():
-            self.pipeline.check(form.chat)
-            model = self.pipeline.model_for(context, form.chat)
             chat = await self.pipeline.with_images(context, form.chat, model)
             await self.pipeline.registry.warm(model)
             tokens = await model.backend.count_tokens(chat)  # its 400s name the Responses field
         return JSONResponse({"object": "response.input_tokens", "input_tokens": tokens})
+
+    def _checked(self, context: RequestContext, req: ResponsesRequest,
+                 history: list[InputItem]) -> tuple[ChatForm, ServedModel]:
+        """The chat request a Responses request means, checked as the chat route checks it (its 400s name the
+        Responses fields), and the model it may use."""
+        form = to_chat(req, history)
+        with form.responses_params():
+            self.pipeline.check(form.chat)
+            model = self.pipeline.model_for(context, form.chat)
+        if req.reasoning is not None and model.reasoning_parser is None:
+            raise InvalidRequest(f"Model `{model.id}` does not think before answering: `reasoning` is only "
+                                 "accepted by reasoning models.", param="reasoning")
+        return form, model
 
     async def _history(self, owner: str, req: ResponsesRequest) -> list[InputItem]:
         """The conversation `previous_response_id` continues: its input items, then its output items."""
