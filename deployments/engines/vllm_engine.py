@@ -101,12 +101,12 @@ class VLLMEngine(TextEngine):
             raise _client_error(exc) from None
 
     async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
-        prompt, length = await self._prompt(request)
-        if length is not None:
-            return length
-        # images: expanded as vLLM's multimodal processor does, by the model's own HF processor
-        ids, _ = await asyncio.to_thread(encode_multimodal, self.processor, request, self.max_model_len)
-        return len(ids)
+        if self.processor is not None and request.image_count():
+            # images: expanded as vLLM's multimodal processor does, by the model's own HF processor (straight
+            # away: _prompt would render the template and decode the images only to leave the count to vLLM)
+            ids, _ = await asyncio.to_thread(encode_multimodal, self.processor, request, self.max_model_len)
+            return len(ids)
+        return (await self._prompt(request))[1]
 
     async def _prompt(self, request: ChatCompletionRequest) -> tuple[dict, int | None]:
         """vLLM prompt and its length in tokens (None when vLLM expands image placeholders itself)."""
