@@ -1,5 +1,5 @@
 """The one file of a multipart/form-data upload and its text fields, as the audio and files routes take them:
-already read within the route's byte cap (gateway/body.py), here parsed and checked."""
+read within the route's byte cap and time limits (gateway/body.py), then parsed and checked."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from serve_app.errors import InvalidRequest
-from serve_app.gateway.body import too_large
+from serve_app.gateway.body import BodyDeadline, read_capped, replay, too_large
 
-FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
+_FORM_OVERHEAD = 64 * 1024  # boundaries and the small text fields around the file
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,13 @@ def require_multipart(request: Request, fields: str) -> None:
         raise InvalidRequest(f"Send the file as multipart/form-data with {fields}.", param="file")
 
 
-async def read_upload(request: Request, max_bytes: int, what: str, max_fields: int) -> Upload:
-    """The `file` field and the text fields; a missing, empty or oversized file is a 400/413, a second file 400."""
+async def read_upload(request: Request, max_bytes: int, what: str, max_fields: int,
+                      deadline: BodyDeadline | None) -> Upload:
+    """The `file` field and the text fields; a missing, empty or oversized file is a 400/413, a second file 400.
+    The body is read whole first, capped (413 before parsing), then parsed from memory."""
+    raw = await read_capped(request, max_bytes, what, slack=_FORM_OVERHEAD, deadline=deadline)
     try:
-        form = await request.form(max_files=1, max_fields=max_fields)
+        form = await Request(request.scope, replay(raw)).form(max_files=1, max_fields=max_fields)
     except Exception as exc:  # noqa: BLE001 python-multipart / starlette reject malformed bodies with various types
         raise InvalidRequest(f"Malformed multipart body: {exc}", param="file") from None
     try:

@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serve_app.contract import ChunkTranscript
 from serve_app.errors import InvalidRequest
-from serve_app.gateway.body import BodyDeadline, read_capped, replay
+from serve_app.gateway.body import BodyDeadline
 from serve_app.gateway.context import Usage, context_of
-from serve_app.gateway.multipart import FORM_OVERHEAD, read_upload, require_multipart
+from serve_app.gateway.multipart import read_upload, require_multipart
 from serve_app.gateway.registry import ModelRegistry
 from serve_app.gateway.streaming import sse_response
 from serve_app.protocol import transcript_formats as fmt
@@ -54,9 +54,7 @@ class TranscriptionRoute:
     async def handle(self, request: Request) -> Response:
         require_multipart(request, "a `file` field")
         context = context_of(request)
-        raw = await read_capped(request, self.max_audio_bytes, "the audio file", slack=FORM_OVERHEAD,
-                                deadline=self.deadline)
-        upload = await read_upload(Request(request.scope, replay(raw)), self.max_audio_bytes, "the audio file", 32)
+        upload = await read_upload(request, self.max_audio_bytes, "the audio file", 32, self.deadline)
         audio, fields = upload.data, _form_fields(upload.fields, upload.filename)
         refuse_unrecognized(_NOT_FORM_FIELDS[self.task] & fields.keys())
         req = parse_model(TranscriptionRequest, {**fields, "task": self.task})

@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse, Response
 from serve_app.batches.input import parse_batch_file
 from serve_app.config import StateConfig
 from serve_app.errors import InvalidRequest, NotFound, RateLimited
-from serve_app.gateway.body import BodyDeadline, read_capped, replay
+from serve_app.gateway.body import BodyDeadline
 from serve_app.gateway.context import context_of
-from serve_app.gateway.multipart import FORM_OVERHEAD, read_upload, require_multipart
+from serve_app.gateway.multipart import read_upload, require_multipart
 from serve_app.gateway.routes.listing import list_page, page_params
 from serve_app.protocol.validation import refuse_unrecognized
 from serve_app.state.files import UPLOAD_PURPOSES, FileRepository, file_object
@@ -33,9 +33,7 @@ class FilesRoute:
         if await self.files.count(caller.name) >= self.config.max_files_per_key:  # before reading 200 MB
             raise RateLimited(f"Key `{caller.name}` already keeps {self.config.max_files_per_key} files; delete "
                               "some before uploading more.", code="files_limit_reached")
-        raw = await read_capped(request, self.config.max_file_bytes, "the file", slack=FORM_OVERHEAD,
-                                deadline=self.deadline)
-        upload = await read_upload(Request(request.scope, replay(raw)), self.config.max_file_bytes, "the file", 8)
+        upload = await read_upload(request, self.config.max_file_bytes, "the file", 8, self.deadline)
         fields = dict(upload.fields)
         refuse_unrecognized(fields.keys() - {"purpose"})  # e.g. expires_after[...]: no expiry is kept here
         purpose = fields.get("purpose")
