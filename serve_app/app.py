@@ -26,9 +26,14 @@ def check_engine_options(config: ModelConfig) -> None:
     """Refuse a typo in `engine_options` now, not as a replica crash loop (vLLM's own arguments are checked
     when its replica starts: the builder's machine need not have vLLM)."""
     try:
-        parse_engine_options(config.engine, config.engine_options, config.kind)
+        options = parse_engine_options(config.engine, config.engine_options, config.kind)
     except ValidationError as exc:
         raise ValueError(f"model {config.id!r}: invalid engine_options for {config.engine}: {exc}") from None
+    # Ray hides a node's GPUs from a replica only once it asks for some; without num_gpus the engine would find
+    # no GPU (or take one that another replica was given).
+    if getattr(options, "device", None) == "cuda" and not config.wants_gpus:
+        raise ValueError(f"model {config.id!r}: engine_options.device is cuda, but deployment.ray_actor_options "
+                         "asks for no num_gpus, so Ray gives its replicas no GPU")
 
 
 # Replica classes are imported where they are bound: the machine that builds the app (a cluster's head)

@@ -22,7 +22,7 @@ def create_text_engine(config: ModelConfig) -> TextEngine:
         return VLLMEngine(path, options, multimodal=multimodal)
     from deployments.engines.hf.engine import HFTextEngine
 
-    return HFTextEngine(path, options, multimodal=multimodal)
+    return HFTextEngine(path, options.resolved(given_gpu=config.wants_gpus), multimodal=multimodal)
 
 
 def create_speech_engine(config: ModelConfig) -> SpeechEngine:

@@ -131,6 +131,32 @@ def test_engine_option_typos_are_refused_at_build_time(monkeypatch, engine, kind
     assert "'m'" in str(err.value)
 
 
+@pytest.mark.parametrize("engine, kind, options", [
+    ("transformers", "text", {"device": "cuda"}),
+    ("transformers", "multimodal", {"device": "cuda", "dtype": "float16"}),
+    ("faster-whisper", "speech", {"device": "cuda", "compute_type": "float16"}),
+])
+def test_a_gpu_engine_without_num_gpus_is_refused_at_build_time(monkeypatch, engine, kind, options):
+    monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
+    model = {"id": "m", "kind": kind, "engine": engine, "source": {"hub": "a/b"}, "engine_options": options}
+    with pytest.raises(ValueError, match="num_gpus") as err:
+        build_app({"models": [model]})
+    assert "'m'" in str(err.value)
+    model["deployment"] = {"ray_actor_options": {"num_gpus": 1}}
+    build_app({"models": [model]})
+
+
+def test_transformers_options_resolve_auto_from_the_gpu_the_replica_was_given():
+    from deployments.engines.options import HFEngineOptions
+
+    cpu, gpu = HFEngineOptions().resolved(given_gpu=False), HFEngineOptions().resolved(given_gpu=True)
+    assert (cpu.device, cpu.dtype, cpu.compute_nice) == ("cpu", "float32", 4)
+    assert (gpu.device, gpu.dtype, gpu.compute_nice) == ("cuda", "bfloat16", 0)
+    named = HFEngineOptions(device="cpu", dtype="bfloat16", compute_nice=2).resolved(given_gpu=True)
+    assert (named.device, named.dtype, named.compute_nice) == ("cpu", "bfloat16", 2)  # what the YAML names wins
+    assert HFEngineOptions(device="cuda", dtype="float16").resolved(given_gpu=True).dtype == "float16"
+
+
 def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch):
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
     gateway = build_app(app_args(GPU_CONFIG))._bound_deployment

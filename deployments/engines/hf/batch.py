@@ -36,6 +36,7 @@ class RunningBatch:
 
         Identical prompts (a request's `n` choices) are prefilled once and their cache copied: `n` costs one
         prefill, not `n`."""
+        device = model.device
         distinct = list(dict.fromkeys(tuple(p) for p in prompts))
         width = max(len(p) for p in distinct)
         input_ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)
@@ -43,16 +44,20 @@ class RunningBatch:
         for r, prompt in enumerate(distinct):
             input_ids[r, width - len(prompt):] = torch.tensor(prompt)
             attention[r, width - len(prompt):] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)  # built on the CPU, moved in one copy
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        # The processor's pixels are float32 on the CPU: the vision tower wants them where and as its weights are.
+        vision = {k: v.to(device, dtype=model.dtype if v.is_floating_point() else None)
+                  for k, v in (vision or {}).items()}
         cache = DynamicCache()
         # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab floats).
         logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
-                       use_cache=True, logits_to_keep=1, **(vision or {})).logits[:, -1, :].float()
+                       use_cache=True, logits_to_keep=1, **vision).logits[:, -1, :].float()
         if len(distinct) < len(prompts):  # one row per sequence again, copies sharing their prefill
-            index = torch.tensor([distinct.index(tuple(p)) for p in prompts], dtype=torch.long)
+            index = torch.tensor([distinct.index(tuple(p)) for p in prompts], dtype=torch.long, device=device)
             cache.batch_select_indices(index)
             attention, positions, logits = attention[index], positions[index], logits[index]
-        sampler = BatchSampler(params, prompts, logits.shape[-1], matchers, grammars, eos_ids)
+        sampler = BatchSampler(params, prompts, logits.shape[-1], matchers, grammars, eos_ids, device)
         return cls(cache, attention, positions[:, -1] + 1, logits, sampler)
 
     def merge(self, other: RunningBatch) -> None:
@@ -68,7 +73,7 @@ class RunningBatch:
 
     def select(self, rows: list[int]) -> None:
         """Keep only `rows`, then drop leading columns that are padding in every remaining row."""
-        index = torch.tensor(rows, dtype=torch.long)
+        index = torch.tensor(rows, dtype=torch.long, device=self.attention.device)
         self.cache.batch_select_indices(index)
         self.attention = self.attention[index]
         self.next_position = self.next_position[index]
@@ -83,7 +88,7 @@ class RunningBatch:
 
     def decode(self, model, tokens: torch.Tensor) -> None:
         """Feed one sampled token per row; leaves the next logits in `self.logits`."""
-        self.attention = torch.cat([self.attention, torch.ones((self.size, 1), dtype=torch.long)], dim=1)
+        self.attention = torch.cat([self.attention, self.attention.new_ones((self.size, 1))], dim=1)
         self.logits = model(input_ids=tokens.unsqueeze(1), attention_mask=self.attention,
                             position_ids=self.next_position.unsqueeze(1), past_key_values=self.cache,
                             use_cache=True).logits[:, -1, :].float()
@@ -96,4 +101,4 @@ def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
         return tensor
     shape = list(tensor.shape)
     shape[dim] = missing
-    return torch.cat([torch.zeros(shape, dtype=tensor.dtype), tensor], dim=dim)
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)

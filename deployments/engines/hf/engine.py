@@ -1,4 +1,4 @@
-"""transformers engine for CPU text and vision-language models, with continuous batching.
+"""transformers engine for text and vision-language models, on the CPU or one GPU, with continuous batching.
 
 A worker thread owns the model and decodes every running request in one padded batch, one token per step.
 New requests join the running batch at the next step (see batch.py) and finished ones leave it, so N
@@ -77,7 +77,10 @@ def _emitter(loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue) -> Callabl
 
 class HFTextEngine(TextEngine):
     def __init__(self, model_path: str, options: HFEngineOptions, multimodal: bool = False) -> None:
-        self.options = options
+        self.options = options.resolved(given_gpu=False)  # the factory resolves `auto` from the deployment
+        self.device = torch.device(self.options.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
         if self.options.torch_threads:
             torch.set_num_threads(self.options.torch_threads)
         # Prompts are encoded on the event loop (text) or a helper thread (images) by the processor/tokenizer.
@@ -88,7 +91,7 @@ class HFTextEngine(TextEngine):
         self._decoder = AutoTokenizer.from_pretrained(model_path)
         model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
         self.model = model_class.from_pretrained(model_path, dtype=getattr(torch, self.options.dtype))
-        self.model.eval()
+        self.model.to(self.device).eval()
         config_len = getattr(self.model.config.get_text_config(), "max_position_embeddings", 2048)
         self.max_model_len = min(self.options.max_model_len or config_len, config_len)
         eos = self.model.generation_config.eos_token_id

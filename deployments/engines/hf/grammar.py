@@ -46,7 +46,8 @@ class Grammars:
         bitmask = self._xgr.allocate_token_bitmask(logits.shape[0], self.vocab_size)
         for r in rows:
             matchers[r].fill_next_token_bitmask(bitmask, r)
-        self._xgr.apply_token_bitmask_inplace(logits, bitmask, indices=rows)
+        # filled on the CPU by the matchers; applied where the logits are (xgrammar's Triton kernel on a GPU)
+        self._xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device, non_blocking=True), indices=rows)
 
 
 def advance(matchers: list, tokens: list[int]) -> None:
