@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,8 @@ class _Sequence:
 @dataclass
 class _Job:
     sequences: list[_Sequence]
-    emit: Callable[[object], None]
+    loop: asyncio.AbstractEventLoop  # the request's event loop, where `outputs` is read
+    outputs: asyncio.Queue
     cancelled: bool = False
     completion_tokens: int = 0
     open_sequences: int = field(init=False)
@@ -62,17 +63,26 @@ class _Job:
     def __post_init__(self) -> None:
         self.open_sequences = len(self.sequences)
 
+    def emit(self, item: object) -> None:
+        _send([(self, item)])
 
-def _emitter(loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue) -> Callable[[object], None]:
-    """Hand an item from the worker thread to the request's event loop (a closed loop means nobody listens)."""
 
-    def emit(item: object) -> None:
+def _send(items: list[tuple[_Job, object]]) -> None:
+    """Hand items from the worker thread to their requests' event loops: one wake-up of each loop for all of its
+    requests (each call_soon_threadsafe writes to the loop's self-pipe), not one per request per step."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, object]]] = {}
+    for job, item in items:
+        by_loop.setdefault(job.loop, []).append((job.outputs, item))
+    for loop, batch in by_loop.items():
         try:
-            loop.call_soon_threadsafe(outputs.put_nowait, item)
-        except RuntimeError:
+            loop.call_soon_threadsafe(_put_all, batch)
+        except RuntimeError:  # a closed loop: nobody listens
             pass
 
-    return emit
+
+def _put_all(batch: list[tuple[asyncio.Queue, object]]) -> None:
+    for outputs, item in batch:
+        outputs.put_nowait(item)
 
 
 class HFTextEngine(TextEngine):
@@ -151,7 +161,6 @@ class HFTextEngine(TextEngine):
         sampling = request.sampling()
         constraint = request.constraint()
         matchers = [self._matcher(constraint) for _ in range(request.n)] if constraint else [None] * request.n
-        loop = asyncio.get_running_loop()
         outputs: asyncio.Queue = asyncio.Queue()
         job = _Job(
             sequences=[
@@ -159,7 +168,8 @@ class HFTextEngine(TextEngine):
                           IncrementalText(self._decoder, request.stop_list()), max_new, vision or None, matchers[i])
                 for i in range(request.n)
             ],
-            emit=_emitter(loop, outputs),
+            loop=asyncio.get_running_loop(),
+            outputs=outputs,
         )
         self._incoming.put(job)
         try:
@@ -326,7 +336,7 @@ class HFTextEngine(TextEngine):
                 job.open_sequences -= 1
             else:
                 keep.append(r)
-        for job, deltas in steps.values():
-            so_far = TokenUsage(len(job.sequences[0].prompt_ids), job.completion_tokens)
-            job.emit(GenerationStep.at(deltas, so_far, job.open_sequences == 0))
+        _send([(job, GenerationStep.at(deltas, TokenUsage(len(job.sequences[0].prompt_ids), job.completion_tokens),
+                                       job.open_sequences == 0))
+               for job, deltas in steps.values()])
         return keep
