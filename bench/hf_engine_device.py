@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--streams", default="1,16,64")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sides", default="engine,generate", help="engine and/or generate")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than SmolLM2's 30 (quick looks)")
     parser.add_argument("--model-dir", default=os.environ.get("HF_ENGINE_TOKENIZER"))
     parser.add_argument("--out", default=str(RESULTS / "hf_engine_device.json"))
@@ -146,6 +147,7 @@ def main() -> None:
     from deployments.engines.options import HFEngineOptions
 
     levels = [int(n) for n in args.streams.split(",")]
+    sides = set(args.sides.split(","))
     source = model_dir(args.model_dir)
     with tempfile.TemporaryDirectory() as folder:
         build_random_model(source, Path(folder), args.layers)
@@ -166,17 +168,24 @@ def main() -> None:
     for streams in levels:
         runs = {"engine": [], "generate": []}
         for _ in range(args.repeats):
-            runs["engine"].append({**asyncio.run(engine_run(engine, texts[:streams], args.tokens)), **clock.take()})
-            runs["generate"].append(generate_run(engine.model, tokenizer, texts[:streams], args.tokens,
-                                                 engine.device))
-        row = {"streams": streams}
+            if "engine" in sides:
+                runs["engine"].append({**asyncio.run(engine_run(engine, texts[:streams], args.tokens)),
+                                       **clock.take()})
+            if "generate" in sides:
+                runs["generate"].append(generate_run(engine.model, tokenizer, texts[:streams], args.tokens,
+                                                     engine.device))
+        row = {"streams": streams, "engine_tok_s": 0.0, "generate_tok_s": 0.0, "engine_step_ms": 0.0,
+               "engine_advance_ms": 0.0, "generate_step_ms": 0.0, "engine_ttft_p50_ms": 0.0}
         for side, samples in runs.items():
-            row[f"{side}_tok_s"] = statistics.median(s["tokens"] / s["wall_s"] for s in samples)
-            row[f"{side}_tokens"] = samples[0]["tokens"]
+            if samples:
+                row[f"{side}_tok_s"] = statistics.median(s["tokens"] / s["wall_s"] for s in samples)
+                row[f"{side}_tokens"] = samples[0]["tokens"]
         for key in ("ttft_p50_ms", "step_ms", "advance_ms"):
-            row[f"engine_{key}"] = statistics.median(s[key] for s in runs["engine"])
-        row["generate_step_ms"] = statistics.median(1000 * s["wall_s"] / args.tokens for s in runs["generate"])
-        row["ratio"] = row["engine_tok_s"] / row["generate_tok_s"]
+            if runs["engine"]:
+                row[f"engine_{key}"] = statistics.median(s[key] for s in runs["engine"])
+        if runs["generate"]:
+            row["generate_step_ms"] = statistics.median(1000 * s["wall_s"] / args.tokens for s in runs["generate"])
+        row["ratio"] = row["engine_tok_s"] / row["generate_tok_s"] if row["generate_tok_s"] else 0.0
         rows.append(row)
     engine.shutdown()
 
