@@ -41,4 +41,4 @@ def create_embedding_engine(config: ModelConfig) -> EmbeddingEngine:
         return VLLMEmbeddingEngine(path, options)
     from deployments.engines.hf.embedding import HFEmbeddingEngine
 
-    return HFEmbeddingEngine(path, options)
+    return HFEmbeddingEngine(path, options.resolved(given_gpu=config.wants_gpus))

@@ -19,7 +19,32 @@ class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class HFEngineOptions(_Options):
+class _TorchDeviceOptions(_Options):
+    """Where a transformers engine runs, and its compute thread's priority there."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs. auto: the GPU Ray gives the replica when its "
+        "`ray_actor_options` ask for `num_gpus`, else the CPU (Ray leaves every GPU of a node visible to a replica "
+        "that asked for none, so seeing one is no sign that it is ours).")
+    compute_nice: int | None = Field(None, ge=0, le=19, description=(
+        "Added to the nice value of the compute thread (and torch's workers for it), so on shared CPU cores the "
+        "request path (Serve's proxy, the gateway, replica event loops) runs ahead of it; 0 keeps Ray's worker "
+        "priority. Default: 4 on the CPU, 0 on a GPU (there the thread only launches the GPU's work)."))
+
+    def resolved(self, given_gpu: bool):
+        """These options with every `auto` and default made concrete for a replica given a GPU or not."""
+        device = self.device if self.device != "auto" else ("cuda" if given_gpu else "cpu")
+        return self.model_copy(update={
+            "device": device,
+            "compute_nice": self.compute_nice if self.compute_nice is not None else (0 if device == "cuda" else 4),
+            **self._resolved_for(device),
+        })
+
+    def _resolved_for(self, device: str) -> dict:
+        return {}
+
+
+class HFEngineOptions(_TorchDeviceOptions):
     """transformers engine (text and vision-language models, on the CPU or a GPU)."""
 
     max_batch_size: int = Field(16, ge=1, description="Most sequences decoded in one batch.")
@@ -32,17 +57,9 @@ class HFEngineOptions(_Options):
     max_model_len: int | None = Field(None, ge=16, description="Context length cap (default: the model's).")
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where the model runs. auto: the GPU Ray gives the replica when its "
-        "`ray_actor_options` ask for `num_gpus`, else the CPU (Ray leaves every GPU of a node visible to a replica "
-        "that asked for none, so seeing one is no sign that it is ours).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype. auto: float32 on the CPU, bfloat16 on a GPU. float16 only on a GPU "
         "(CPU kernels for it are slow or missing).")
-    compute_nice: int | None = Field(None, ge=0, le=19, description=(
-        "Added to the nice value of the compute thread (and torch's workers for it), so on shared CPU cores the "
-        "request path (Serve's proxy, the gateway, replica event loops) runs ahead of it; 0 keeps Ray's worker "
-        "priority. Default: 4 on the CPU, 0 on a GPU (there the thread only launches the GPU's work)."))
 
     @model_validator(mode="after")
     def _float16_on_a_gpu(self) -> HFEngineOptions:
@@ -50,25 +67,18 @@ class HFEngineOptions(_Options):
             raise ValueError("dtype float16 needs device: cuda (on the CPU use float32 or bfloat16)")
         return self
 
-    def resolved(self, given_gpu: bool) -> HFEngineOptions:
-        """These options with every `auto` and default made concrete for a replica given a GPU or not."""
-        device = self.device if self.device != "auto" else ("cuda" if given_gpu else "cpu")
-        return self.model_copy(update={
-            "device": device,
-            "dtype": self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32"),
-            "compute_nice": self.compute_nice if self.compute_nice is not None else (0 if device == "cuda" else 4),
-        })
+    def _resolved_for(self, device: str) -> dict:
+        return {"dtype": self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")}
 
 
-class HFEmbeddingOptions(_Options):
+class HFEmbeddingOptions(_TorchDeviceOptions):
     """transformers engine for embedding models (sentence-transformers layout: pooling and normalisation are
-    read from the model's own files)."""
+    read from the model's own files), on the CPU or a GPU, in float32 on both."""
 
     max_batch_size: int = Field(32, ge=1, description="Most inputs encoded in one forward pass.")
     batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for inputs of other requests.")
     max_model_len: int | None = Field(None, ge=8, description="Input window cap (default: the model's).")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
-    compute_nice: int = compute_nice_field(4, "the compute thread (and torch's workers for it)", "a CPU engine")
     matryoshka: bool = Field(False, description="Trained with Matryoshka loss: `dimensions` may shorten vectors.")
 
 

@@ -187,3 +187,32 @@ def test_a_vision_language_model_takes_its_images_on_the_device_in_its_dtype(tmp
         assert red.usage.prompt_tokens > 10 and red.choices[0][0] != green.choices[0][0]
     finally:
         engine.shutdown()
+
+
+def test_an_embedding_model_encodes_on_each_device_and_the_gpu_agrees_with_the_cpu(tmp_path, tokenizer_path):
+    """A tiny random BERT (plain checkpoint: mean pooling, normalised); float32 on every device."""
+    import numpy as np
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from deployments.engines.hf.embedding import HFEmbeddingEngine
+    from deployments.engines.options import HFEmbeddingOptions
+    from serve_app.protocol.embeddings import EmbeddingRequest
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    request = EmbeddingRequest(model="m", input=["hello world", "a longer sentence about the sea and its ships"])
+    vectors = {}
+    for device in DEVICES:
+        engine = HFEmbeddingEngine(str(tmp_path), HFEmbeddingOptions(device=device, torch_threads=2))
+        try:
+            assert engine.model.device.type == device and engine.options.compute_nice == (0 if device == "cuda" else 4)
+            done = asyncio.run(engine.embed(request))
+        finally:
+            engine.shutdown()
+        vectors[device] = np.stack([np.frombuffer(v, dtype="<f4") for v in done.vectors])
+        assert vectors[device].shape == (2, 32) and np.allclose(np.linalg.norm(vectors[device], axis=1), 1, atol=1e-5)
+    if "cuda" in vectors:
+        assert np.allclose(vectors["cuda"], vectors["cpu"], atol=1e-4)

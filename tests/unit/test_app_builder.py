@@ -134,6 +134,7 @@ def test_engine_option_typos_are_refused_at_build_time(monkeypatch, engine, kind
 @pytest.mark.parametrize("engine, kind, options", [
     ("transformers", "text", {"device": "cuda"}),
     ("transformers", "multimodal", {"device": "cuda", "dtype": "float16"}),
+    ("transformers", "embedding", {"device": "cuda"}),
     ("faster-whisper", "speech", {"device": "cuda", "compute_type": "float16"}),
 ])
 def test_a_gpu_engine_without_num_gpus_is_refused_at_build_time(monkeypatch, engine, kind, options):
@@ -147,7 +148,7 @@ def test_a_gpu_engine_without_num_gpus_is_refused_at_build_time(monkeypatch, eng
 
 
 def test_transformers_options_resolve_auto_from_the_gpu_the_replica_was_given():
-    from deployments.engines.options import HFEngineOptions
+    from deployments.engines.options import HFEmbeddingOptions, HFEngineOptions
 
     cpu, gpu = HFEngineOptions().resolved(given_gpu=False), HFEngineOptions().resolved(given_gpu=True)
     assert (cpu.device, cpu.dtype, cpu.compute_nice) == ("cpu", "float32", 4)
@@ -155,6 +156,8 @@ def test_transformers_options_resolve_auto_from_the_gpu_the_replica_was_given():
     named = HFEngineOptions(device="cpu", dtype="bfloat16", compute_nice=2).resolved(given_gpu=True)
     assert (named.device, named.dtype, named.compute_nice) == ("cpu", "bfloat16", 2)  # what the YAML names wins
     assert HFEngineOptions(device="cuda", dtype="float16").resolved(given_gpu=True).dtype == "float16"
+    embedding = HFEmbeddingOptions().resolved(given_gpu=True)
+    assert (embedding.device, embedding.compute_nice) == ("cuda", 0)
 
 
 def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch):

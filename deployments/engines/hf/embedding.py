@@ -70,12 +70,15 @@ class _Input:
 
 class HFEmbeddingEngine(EmbeddingEngine):
     def __init__(self, model_path: str, options: HFEmbeddingOptions) -> None:
-        self.options = options
+        self.options = options = options.resolved(given_gpu=False)  # the factory resolves `auto`
+        self.device = torch.device(options.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
         if options.torch_threads:
             torch.set_num_threads(options.torch_threads)
         folder = Path(model_path)
         self.layout = SentenceLayout.read(folder)
-        self.model = AutoModel.from_pretrained(model_path, dtype=torch.float32).eval()
+        self.model = AutoModel.from_pretrained(model_path, dtype=torch.float32).to(self.device).eval()
         config = self.model.config
         windows = [w for w in (options.max_model_len, self.layout.max_seq_length,
                                getattr(config, "max_position_embeddings", None)) if w]
@@ -176,11 +179,12 @@ class HFEmbeddingEngine(EmbeddingEngine):
         for row, i in enumerate(order):  # right padding, as sentence-transformers
             input_ids[row, :len(sequences[i])] = torch.tensor(sequences[i])
             mask[row, :len(sequences[i])] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)  # built on the CPU, moved in one copy
         hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         pooled = _pool(hidden, mask, self.layout.pooling)
         if self.layout.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        rows = pooled.float().numpy()
+        rows = pooled.float().cpu().numpy()
         out: list[np.ndarray] = [np.empty(0)] * len(sequences)
         for row, i in enumerate(order):
             out[i] = rows[row].copy()
@@ -191,7 +195,7 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "cls":
         return hidden[:, 0]
     if mode == "lasttoken":
-        return hidden[torch.arange(hidden.shape[0]), mask.sum(1) - 1]
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     if mode == "max":
         return hidden.masked_fill(weights == 0, float("-inf")).max(dim=1).values
