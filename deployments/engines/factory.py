@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+
 from deployments import model_source
 from deployments.engines.base import EmbeddingEngine, SpeechEngine, TextEngine
 from deployments.engines.options import parse_engine_options
 from serve_app.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def given_gpu(config: ModelConfig) -> bool:
+    """Whether this replica has a GPU for a transformers engine's `device: auto`. Ray shows a replica the GPUs it
+    was given for `num_gpus`; a node that only declares a GPU resource (a simulated cluster, a misconfigured
+    node) has none to show, and the model then runs on the CPU rather than not at all."""
+    if not config.wants_gpus:
+        return False
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    log.warning("model %r asks Ray for num_gpus, but torch sees no GPU in this replica: it runs on the CPU",
+                config.id)
+    return False
 
 
 def create_text_engine(config: ModelConfig) -> TextEngine:
@@ -22,7 +41,7 @@ def create_text_engine(config: ModelConfig) -> TextEngine:
         return VLLMEngine(path, options, multimodal=multimodal)
     from deployments.engines.hf.engine import HFTextEngine
 
-    return HFTextEngine(path, options.resolved(given_gpu=config.wants_gpus), multimodal=multimodal)
+    return HFTextEngine(path, options.resolved(given_gpu=given_gpu(config)), multimodal=multimodal)
 
 
 def create_speech_engine(config: ModelConfig) -> SpeechEngine:
@@ -41,4 +60,4 @@ def create_embedding_engine(config: ModelConfig) -> EmbeddingEngine:
         return VLLMEmbeddingEngine(path, options)
     from deployments.engines.hf.embedding import HFEmbeddingEngine
 
-    return HFEmbeddingEngine(path, options.resolved(given_gpu=config.wants_gpus))
+    return HFEmbeddingEngine(path, options.resolved(given_gpu=given_gpu(config)))

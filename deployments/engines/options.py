@@ -24,8 +24,9 @@ class _TorchDeviceOptions(_Options):
 
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the model runs. auto: the GPU Ray gives the replica when its "
-        "`ray_actor_options` ask for `num_gpus`, else the CPU (Ray leaves every GPU of a node visible to a replica "
-        "that asked for none, so seeing one is no sign that it is ours).")
+        "`ray_actor_options` ask for `num_gpus` (the CPU, with a warning, where torch then sees none), else the "
+        "CPU (Ray leaves every GPU of a node visible to a replica that asked for none, so seeing one is no sign "
+        "that it is ours).")
     compute_nice: int | None = Field(None, ge=0, le=19, description=(
         "Added to the nice value of the compute thread (and torch's workers for it), so on shared CPU cores the "
         "request path (Serve's proxy, the gateway, replica event loops) runs ahead of it; 0 keeps Ray's worker "

@@ -160,6 +160,22 @@ def test_transformers_options_resolve_auto_from_the_gpu_the_replica_was_given():
     assert (embedding.device, embedding.compute_nice) == ("cuda", 0)
 
 
+def test_a_replica_that_asked_for_a_gpu_but_sees_none_runs_its_transformers_model_on_the_cpu(caplog):
+    """A simulated cluster's nodes declare GPU resources they do not have (tests/cluster): auto falls back."""
+    import torch
+
+    from deployments.engines.factory import given_gpu
+    from serve_app.config import ModelConfig
+
+    asked = ModelConfig(id="m", kind="text", engine="transformers", source={"hub": "a/b"},
+                        deployment={"ray_actor_options": {"num_gpus": 1}})
+    assert given_gpu(asked) is torch.cuda.is_available()
+    if not torch.cuda.is_available():
+        assert "torch sees no GPU" in caplog.text
+    assert given_gpu(asked.model_copy(update={"deployment": ModelConfig(id="m", kind="text", engine="transformers",
+                                                                         source={"hub": "a/b"}).deployment})) is False
+
+
 def test_gpu_config_puts_every_model_on_a_gpu_and_the_gateway_on_cpu(monkeypatch):
     monkeypatch.setenv("ENDPOINT_API_KEYS", "k1")
     gateway = build_app(app_args(GPU_CONFIG))._bound_deployment
