@@ -270,3 +270,25 @@ def test_a_request_whose_prefill_fails_fails_alone_not_the_requests_admitted_wit
     good, bad, other = asyncio.run(together())
     assert isinstance(bad, RuntimeError) and "generation failed" in str(bad)
     assert good.usage.completion_tokens == 4 and other.usage.completion_tokens == 4
+
+
+def test_shutdown_stops_a_full_batch_after_its_current_step(smollm_path):
+    """A full batch never reads the queue where the stop was asked for: teardown waited for its longest answer
+    (Serve's replica destructor calls this)."""
+    from deployments.engines.hf.engine import HFTextEngine
+    from deployments.engines.options import HFEngineOptions
+
+    engine = HFTextEngine(smollm_path, HFEngineOptions(max_batch_size=2, torch_threads=2))
+    long = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "Tell me about the sea."}],
+                                 temperature=0, max_tokens=4000, ignore_eos=True)
+
+    async def full_batch_then_shutdown():
+        running = [asyncio.create_task(collect(engine.generate(long), 1)) for _ in range(2)]
+        while engine.running_sequences < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(engine.shutdown)
+        return await asyncio.gather(*running, return_exceptions=True)
+
+    outcomes = asyncio.run(full_batch_then_shutdown())
+    assert not engine._worker.is_alive()  # stopped within shutdown's wait, not 4,000 tokens later
+    assert [str(o) for o in outcomes] == ["engine stopped"] * 2

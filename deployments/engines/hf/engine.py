@@ -130,8 +130,10 @@ class HFTextEngine(TextEngine):
             raise RuntimeError("decode worker thread died")
 
     def shutdown(self) -> None:
-        """Stop the decode thread once it finishes the current step (replica teardown, tests)."""
-        self._incoming.put(None)
+        """Stop the decode thread once it finishes the current step (replica teardown, tests); requests still
+        running or waiting fail with "engine stopped"."""
+        self._stopping = True  # read after every step: a full batch never reads the queue's stop marker
+        self._incoming.put(None)  # wakes an idle worker
         self._worker.join(timeout=30)
 
     async def _prompt(self, request: TextRequest) -> tuple[list[int], dict | None]:
