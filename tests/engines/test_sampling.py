@@ -57,3 +57,23 @@ def test_end_of_sequence_is_held_back_until_min_tokens_and_always_with_ignore_eo
     assert first_token(SamplingParams(temperature=0.0, min_tokens=2)) != 4
     assert first_token(SamplingParams(temperature=0.0, ignore_eos=True)) != 4
     assert first_token(SamplingParams(temperature=0.0, min_tokens=2, stop_token_ids=(0,))) not in (0, 4)
+
+
+def test_rows_joining_and_leaving_keep_their_own_bias_holds_and_penalties():
+    """The per-row state lives in whole-batch tensors: joining batches pads what one side lacks, leaving drops it."""
+    greedy = SamplingParams(temperature=0.0)
+    biased = BatchSampler([SamplingParams(temperature=0.0, logit_bias=((1, 100.0),)), greedy], [[], []], 5,
+                          eos_ids=(4,))
+    held = BatchSampler([SamplingParams(temperature=0.0, min_tokens=2, stop_token_ids=(0,)),
+                         SamplingParams(temperature=0.0, ignore_eos=True),
+                         SamplingParams(temperature=0.0, repetition_penalty=10.0)], [[], [], [4]], 5, eos_ids=(4,))
+    biased.extend(held)
+    logits = LOGITS.repeat(5, 1)
+    first = biased.sample(logits.clone())
+    # bias; plain greedy; end and stop held before min_tokens; end held; the prompt's token penalised
+    assert first.tolist() == [1, 4, 1, 0, 0]
+    biased.observe(first)
+    biased.observe(first)
+    assert biased.sample(logits.clone()).tolist() == [1, 4, 4, 0, 1]  # the end allowed; token 0 now seen too
+    biased.select([1, 3])
+    assert biased.sample(LOGITS.repeat(2, 1)).tolist() == [4, 0]

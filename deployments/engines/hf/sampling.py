@@ -1,4 +1,9 @@
-"""Per-row logits processing and sampling for a batch whose rows each carry their own OpenAI/vLLM parameters."""
+"""Per-row logits processing and sampling for a batch whose rows each carry their own OpenAI/vLLM parameters.
+
+Row parameters live as tensors on the logits' device, built when rows join or leave; a step applies them with a few
+whole-batch operations. Indexing a GPU tensor with a Python list copies the list to the GPU first, which waits for
+the GPU's queued work, so a step never does that; which path a step takes is read from the Python parameters.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,18 @@ from serve_app.protocol.sampling import SamplingParams
 class BatchSampler:
     """Holds each row's parameters and token history; rows can be dropped as sequences finish."""
 
+    # [rows] parameters, and [rows, vocab] state kept only while some row needs it (zeros stand in for the rows
+    # that do not: they never read it).
+    _ROW_TENSORS = ("_temperature", "_top_p", "_top_k", "_min_p", "_rep", "_presence", "_frequency", "_produced",
+                    "_min_tokens", "_ignore_eos")
+    _DENSE = {"_seen": torch.bool, "_counts": torch.float32, "_bias": torch.float32, "_stops": torch.bool}
+
     def __init__(self, params: list[SamplingParams], prompts: list[list[int]], vocab_size: int,
                  matchers: list | None = None, grammars: Grammars | None = None,
                  eos_ids: tuple[int, ...] = (), device: torch.device | str = "cpu") -> None:
-        # Row parameters live as tensors on the logits' device; what decides which path a step takes is read from
-        # `_params` in Python, so deciding never waits for the GPU.
         self._device = torch.device(device)
         self._params = list(params)
-        self._eos_ids = eos_ids
-        self._produced = torch.zeros(len(params), dtype=torch.long)  # tokens sampled per row so far (CPU)
-        # Whether any row has a logit_bias or holds its end back: the per-row pass is skipped otherwise.
-        self._adjusted = any(p.logit_bias or p.ignore_eos or p.min_tokens for p in params)
+        self._vocab = vocab_size
         # Per row: a grammar matcher (constrained JSON) or None; `grammars` masks the rows that have one.
         self._matchers = list(matchers) if matchers is not None else [None] * len(params)
         self._grammars = grammars
@@ -33,99 +39,105 @@ class BatchSampler:
         self._rep = torch.tensor([p.repetition_penalty for p in params], **column).unsqueeze(1)
         self._presence = torch.tensor([p.presence_penalty for p in params], **column).unsqueeze(1)
         self._frequency = torch.tensor([p.frequency_penalty for p in params], **column).unsqueeze(1)
+        self._produced = torch.zeros(len(params), dtype=torch.long, **column)  # tokens sampled per row so far
+        self._min_tokens = torch.tensor([p.min_tokens for p in params], dtype=torch.long, **column)
+        self._ignore_eos = torch.tensor([p.ignore_eos for p in params], dtype=torch.bool, **column)
+        self._eos_ids = eos_ids
+        self._eos = _token_mask([[i for i in eos_ids if i < vocab_size]], vocab_size)[0].to(self._device)
         self._generators = [_generator(p.seed, self._device) for p in params]
-        self._penalized = any(p.repetition_penalty != 1 or p.presence_penalty or p.frequency_penalty for p in params)
-        self._seen = self._counts = None
-        if self._penalized:
-            # repetition_penalty looks at prompt and output (as vLLM); presence/frequency at output only (OpenAI).
-            seen = torch.zeros(len(params), vocab_size, dtype=torch.bool)
-            for row, ids in enumerate(prompts):
-                seen[row, torch.tensor([i for i in ids if i < vocab_size], dtype=torch.long)] = True
-            self._seen = seen.to(self._device)
-            self._counts = torch.zeros(len(params), vocab_size, **column)
+        # repetition_penalty looks at prompt and output (as vLLM); presence/frequency at output only (OpenAI).
+        penalized = any(p.repetition_penalty != 1 or p.presence_penalty or p.frequency_penalty for p in params)
+        self._seen = _token_mask(prompts, vocab_size).to(self._device) if penalized else None
+        self._counts = torch.zeros(len(params), vocab_size, **column) if penalized else None
+        self._bias = None
+        if any(p.logit_bias for p in params):
+            bias = torch.zeros(len(params), vocab_size)
+            for row, p in enumerate(params):
+                for token, value in p.logit_bias:
+                    bias[row, token] = value
+            self._bias = bias.to(self._device)
+        # stop_token_ids are held back, like the end of sequence, until a row has its min_tokens
+        held_stops = [list(p.stop_token_ids) if p.min_tokens else [] for p in params]
+        self._stops = _token_mask(held_stops, vocab_size).to(self._device) if any(held_stops) else None
+        self._refresh()
 
-    _ROW_TENSORS = ("_temperature", "_top_p", "_top_k", "_min_p", "_rep", "_presence", "_frequency")
+    def _refresh(self) -> None:
+        """What each step's path depends on, read from the rows' parameters when rows join or leave."""
+        params = self._params
+        self._greedy = [p.temperature < 1e-5 for p in params]
+        self._holds = any(p.ignore_eos or p.min_tokens for p in params)
+        self._filtered = any(p.top_k > 0 or p.top_p < 1 or p.min_p > 0 for p in params)
+        self._full_sort = any(p.top_p < 1 or p.min_p > 0 or p.top_k == 0 for p in params)
+        self._widest_k = max((p.top_k for p in params), default=0)
+        # One multinomial call for unseeded rows; seeded rows draw from their own generator to be reproducible.
+        shared = [r for r, g in enumerate(self._greedy) if not g and self._generators[r] is None]
+        self._shared = None if not shared else torch.tensor(shared, device=self._device)
+        self._seeded = [r for r, g in enumerate(self._greedy) if not g and self._generators[r] is not None]
 
     def extend(self, other: BatchSampler) -> None:
         """Append `other`'s rows (requests joining a running batch)."""
         for name in self._ROW_TENSORS:
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
-        if self._penalized or other._penalized:
-            vocab = (self._seen if self._penalized else other._seen).shape[1]
-            # Rows without penalties never read this state, so zeros stand in for what they did not track.
-            for name, dtype in (("_seen", torch.bool), ("_counts", torch.float32)):
-                mine = getattr(self, name) if self._penalized else torch.zeros(len(self._params), vocab, dtype=dtype,
-                                                                                device=self._device)
-                theirs = getattr(other, name) if other._penalized else torch.zeros(len(other._params), vocab,
-                                                                                  dtype=dtype, device=self._device)
-                setattr(self, name, torch.cat([mine, theirs]))
-            self._penalized = True
+        for name, dtype in self._DENSE.items():
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is None and theirs is None:
+                continue
+            size = (len(self._params), self._vocab)
+            mine = torch.zeros(size, dtype=dtype, device=self._device) if mine is None else mine
+            theirs = torch.zeros((len(other._params), self._vocab), dtype=dtype, device=self._device) \
+                if theirs is None else theirs
+            setattr(self, name, torch.cat([mine, theirs]))
+        if not self._eos_ids:
+            self._eos_ids, self._eos = other._eos_ids, other._eos
         self._params += other._params
-        self._produced = torch.cat([self._produced, other._produced])
-        self._adjusted = self._adjusted or other._adjusted
-        self._eos_ids = self._eos_ids or other._eos_ids
         self._generators += other._generators
         self._matchers += other._matchers
         self._grammars = self._grammars or other._grammars
+        self._refresh()
 
     def select(self, rows: list[int]) -> None:
-        index = torch.tensor(rows, dtype=torch.long)
+        index = torch.tensor(rows, dtype=torch.long, device=self._device)
         self._params = [self._params[r] for r in rows]
-        self._produced = self._produced.index_select(0, index)
-        index = index.to(self._device)
         self._generators = [self._generators[r] for r in rows]
         self._matchers = [self._matchers[r] for r in rows]
-        for name in (*self._ROW_TENSORS, "_seen", "_counts"):
+        for name in (*self._ROW_TENSORS, *self._DENSE):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
+        self._refresh()
 
     def observe(self, tokens: torch.Tensor) -> None:
         self._produced += 1
         if self._grammars is not None:
             advance(self._matchers, tokens.tolist())
-        if self._penalized:
+        if self._counts is not None:
             rows = torch.arange(tokens.shape[0], device=tokens.device)
             self._counts[rows, tokens] += 1
             self._seen[rows, tokens] = True
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        if self._adjusted:
-            self._apply_bias_and_holds(logits)
+        if self._bias is not None:
+            logits = logits + self._bias
+        if self._holds:  # the end (and held stop tokens) forbidden to rows that must go on
+            waiting = self._produced < self._min_tokens
+            logits = logits.masked_fill((waiting | self._ignore_eos).unsqueeze(1) & self._eos, float("-inf"))
+            if self._stops is not None:
+                logits = logits.masked_fill(waiting.unsqueeze(1) & self._stops, float("-inf"))
         if self._grammars is not None:
             self._grammars.mask(logits, self._matchers)
-        if self._penalized:
+        if self._counts is not None:
             logits = self._penalize(logits)
-        greedy = [p.temperature < 1e-5 for p in self._params]
         chosen = logits.argmax(dim=-1)
-        if all(greedy):
+        if all(self._greedy):
             return chosen
         logits = logits / self._temperature.clamp(min=1e-5)
-        needs_filter = any(p.top_k > 0 or p.top_p < 1 or p.min_p > 0 for p in self._params)
-        probs = self._filtered_probs(logits) if needs_filter else logits.softmax(dim=-1)
-        # One multinomial call for unseeded rows; seeded rows draw from their own generator to be reproducible.
-        shared = [r for r, g in enumerate(greedy) if not g and self._generators[r] is None]
-        if shared:
-            index = torch.tensor(shared, device=logits.device)
-            chosen[index] = torch.multinomial(probs[index], 1).squeeze(1)
-        for r, g in enumerate(greedy):
-            if not g and self._generators[r] is not None:
-                chosen[r] = torch.multinomial(probs[r], 1, generator=self._generators[r])[0]
+        probs = self._filtered_probs(logits) if self._filtered else logits.softmax(dim=-1)
+        if self._shared is not None:
+            chosen[self._shared] = torch.multinomial(probs[self._shared], 1).squeeze(1)
+        for r in self._seeded:
+            chosen[r] = torch.multinomial(probs[r], 1, generator=self._generators[r])[0]
         return chosen
-
-    def _apply_bias_and_holds(self, logits: torch.Tensor) -> None:
-        """logit_bias, then the end-of-sequence and stop tokens forbidden to rows that must go on (ignore_eos, or
-        fewer than min_tokens so far), in place."""
-        for row, params in enumerate(self._params):
-            if params.logit_bias:
-                ids, biases = zip(*params.logit_bias, strict=True)
-                logits[row, list(ids)] += torch.tensor(biases, device=logits.device)
-            held = list(self._eos_ids) if params.ignore_eos else []
-            if int(self._produced[row]) < params.min_tokens:
-                held = list(self._eos_ids) + list(params.stop_token_ids)
-            if held:
-                logits[row, held] = float("-inf")
 
     def _penalize(self, logits: torch.Tensor) -> torch.Tensor:
         penalized = torch.where(logits > 0, logits / self._rep, logits * self._rep)
@@ -134,8 +146,7 @@ class BatchSampler:
 
     def _filtered_probs(self, logits: torch.Tensor) -> torch.Tensor:
         # A full sort of the vocabulary is the expensive part; top_k alone only needs the k best candidates.
-        full = any(p.top_p < 1 or p.min_p > 0 or p.top_k == 0 for p in self._params)
-        width = logits.shape[-1] if full else min(max(p.top_k for p in self._params), logits.shape[-1])
+        width = logits.shape[-1] if self._full_sort else min(self._widest_k, logits.shape[-1])
         sorted_logits, order = logits.topk(width, dim=-1)
         ranks = torch.arange(width, device=logits.device).unsqueeze(0)
         k = torch.where(self._top_k > 0, self._top_k, width).unsqueeze(1)
@@ -148,6 +159,16 @@ class BatchSampler:
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         filtered = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
         return filtered.softmax(dim=-1)
+
+
+def _token_mask(rows: list[list[int]], vocab_size: int) -> torch.Tensor:
+    """[rows, vocab] booleans, True at each row's token ids (ids beyond the vocabulary ignored), on the CPU."""
+    mask = torch.zeros(len(rows), vocab_size, dtype=torch.bool)
+    for row, ids in enumerate(rows):
+        kept = [i for i in ids if 0 <= i < vocab_size]
+        if kept:
+            mask[row, torch.tensor(kept, dtype=torch.long)] = True
+    return mask
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
