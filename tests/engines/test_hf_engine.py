@@ -292,3 +292,21 @@ def test_shutdown_stops_a_full_batch_after_its_current_step(smollm_path):
     outcomes = asyncio.run(full_batch_then_shutdown())
     assert not engine._worker.is_alive()  # stopped within shutdown's wait, not 4,000 tokens later
     assert [str(o) for o in outcomes] == ["engine stopped"] * 2
+
+
+def test_a_request_whose_prompt_was_encoding_while_the_engine_stopped_fails_instead_of_waiting(smollm_path):
+    """Encoding (images, a grammar) awaits between the 'still running?' check and the queue: a stop in that gap
+    left the request waiting for a worker that had already exited."""
+    from deployments.engines.hf.engine import HFTextEngine
+    from deployments.engines.options import HFEngineOptions
+
+    engine = HFTextEngine(smollm_path, HFEngineOptions(max_batch_size=2, torch_threads=2))
+    encode = engine._prompt
+
+    async def encode_while_stopping(request):
+        await asyncio.to_thread(engine.shutdown)
+        return await encode(request)
+
+    engine._prompt = encode_while_stopping
+    with pytest.raises(RuntimeError, match="not running"):
+        asyncio.run(asyncio.wait_for(collect(engine.generate(chat(max_tokens=4)), 1), 30))

@@ -86,8 +86,10 @@ def _put_all(batch: list[tuple[asyncio.Queue, object]]) -> None:
 
 
 class HFTextEngine(TextEngine):
-    def __init__(self, model_path: str, options: HFEngineOptions, multimodal: bool = False) -> None:
-        self.options = options.resolved(given_gpu=False)  # the factory resolves `auto` from the deployment
+    def __init__(self, model_path: str, options: HFEngineOptions, multimodal: bool = False,
+                 given_gpu: bool = False) -> None:
+        """`given_gpu`: Ray gave this replica a GPU (deployments/engines/factory.py), which `device: auto` takes."""
+        self.options = options.resolved(given_gpu, torch.cuda.is_bf16_supported(including_emulation=False))
         self.device = torch.device(self.options.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
@@ -112,6 +114,10 @@ class HFTextEngine(TextEngine):
         self.running_sequences = 0  # rows in the batch being decoded now (observability, tests)
         self._busy_peak_jobs = 0  # most requests decoded together since the engine was last idle
         self._stopping = False
+        # generate's "still running? then queue" against the worker's final drain: a job queued after the drain
+        # would wait forever
+        self._closing = threading.Lock()
+        self._closed = False
         self._grammars: Grammars | None = None
         self._batch: RunningBatch | None = None
         self._rows: list[tuple[_Job, _Sequence]] = []
@@ -173,7 +179,10 @@ class HFTextEngine(TextEngine):
             loop=asyncio.get_running_loop(),
             outputs=outputs,
         )
-        self._incoming.put(job)
+        with self._closing:
+            if self._closed:
+                raise RuntimeError("text engine is not running")
+            self._incoming.put(job)
         try:
             while True:
                 item = await outputs.get()
@@ -203,9 +212,11 @@ class HFTextEngine(TextEngine):
             except Exception as exc:  # keep the replica alive; fail only the requests in flight
                 log.exception("decode step failed")
                 self._fail([job for job, _ in self._rows] + joining, f"generation failed: {type(exc).__name__}")
-        waiting = list(self._backlog)
-        while not self._incoming.empty():
-            waiting.append(self._incoming.get_nowait())
+        with self._closing:
+            self._closed = True
+            waiting = list(self._backlog)
+            while not self._incoming.empty():
+                waiting.append(self._incoming.get_nowait())
         self._fail([job for job, _ in self._rows] + [j for j in waiting if j is not None], "engine stopped")
 
     def _join(self, jobs: list[_Job]) -> None:
