@@ -41,7 +41,7 @@ def create_text_engine(config: ModelConfig) -> TextEngine:
         return VLLMEngine(path, options, multimodal=multimodal)
     from deployments.engines.hf.engine import HFTextEngine
 
-    return HFTextEngine(path, options.resolved(given_gpu=given_gpu(config)), multimodal=multimodal)
+    return HFTextEngine(path, options, multimodal=multimodal, given_gpu=given_gpu(config))
 
 
 def create_speech_engine(config: ModelConfig) -> SpeechEngine:
@@ -60,4 +60,4 @@ def create_embedding_engine(config: ModelConfig) -> EmbeddingEngine:
         return VLLMEmbeddingEngine(path, options)
     from deployments.engines.hf.embedding import HFEmbeddingEngine
 
-    return HFEmbeddingEngine(path, options.resolved(given_gpu=given_gpu(config)))
+    return HFEmbeddingEngine(path, options, given_gpu=given_gpu(config))

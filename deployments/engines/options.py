@@ -32,16 +32,17 @@ class _TorchDeviceOptions(_Options):
         "request path (Serve's proxy, the gateway, replica event loops) runs ahead of it; 0 keeps Ray's worker "
         "priority. Default: 4 on the CPU, 0 on a GPU (there the thread only launches the GPU's work)."))
 
-    def resolved(self, given_gpu: bool):
-        """These options with every `auto` and default made concrete for a replica given a GPU or not."""
+    def resolved(self, given_gpu: bool, gpu_bfloat16: bool = True):
+        """These options with every `auto` and default made concrete for a replica given a GPU or not (and
+        whether that GPU computes in bfloat16 natively: Ampere and later)."""
         device = self.device if self.device != "auto" else ("cuda" if given_gpu else "cpu")
         return self.model_copy(update={
             "device": device,
             "compute_nice": self.compute_nice if self.compute_nice is not None else (0 if device == "cuda" else 4),
-            **self._resolved_for(device),
+            **self._resolved_for(device, gpu_bfloat16),
         })
 
-    def _resolved_for(self, device: str) -> dict:
+    def _resolved_for(self, device: str, gpu_bfloat16: bool) -> dict:
         return {}
 
 
@@ -59,8 +60,9 @@ class HFEngineOptions(_TorchDeviceOptions):
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the request gives none.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype. auto: float32 on the CPU, bfloat16 on a GPU. float16 only on a GPU "
-        "(CPU kernels for it are slow or missing).")
+        "auto", description="Weights dtype. auto: float32 on the CPU, bfloat16 on a GPU (float16 on one older "
+        "than Ampere, which has no native bfloat16, as vLLM chooses). float16 only with device cuda (CPU kernels "
+        "for it are slow or missing).")
 
     @model_validator(mode="after")
     def _float16_on_a_gpu(self) -> HFEngineOptions:
@@ -68,8 +70,10 @@ class HFEngineOptions(_TorchDeviceOptions):
             raise ValueError("dtype float16 needs device: cuda (on the CPU use float32 or bfloat16)")
         return self
 
-    def _resolved_for(self, device: str) -> dict:
-        return {"dtype": self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")}
+    def _resolved_for(self, device: str, gpu_bfloat16: bool) -> dict:
+        if self.dtype != "auto":
+            return {}
+        return {"dtype": "float32" if device == "cpu" else "bfloat16" if gpu_bfloat16 else "float16"}
 
 
 class HFEmbeddingOptions(_TorchDeviceOptions):

@@ -156,6 +156,9 @@ def test_transformers_options_resolve_auto_from_the_gpu_the_replica_was_given():
     named = HFEngineOptions(device="cpu", dtype="bfloat16", compute_nice=2).resolved(given_gpu=True)
     assert (named.device, named.dtype, named.compute_nice) == ("cpu", "bfloat16", 2)  # what the YAML names wins
     assert HFEngineOptions(device="cuda", dtype="float16").resolved(given_gpu=True).dtype == "float16"
+    # a GPU older than Ampere has no native bfloat16: float16, as vLLM's auto chooses
+    assert HFEngineOptions().resolved(given_gpu=True, gpu_bfloat16=False).dtype == "float16"
+    assert HFEngineOptions().resolved(given_gpu=False, gpu_bfloat16=False).dtype == "float32"
     embedding = HFEmbeddingOptions().resolved(given_gpu=True)
     assert (embedding.device, embedding.compute_nice) == ("cuda", 0)
 

@@ -48,7 +48,7 @@ class RunningBatch:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         # The processor's pixels are float32 on the CPU: the vision tower wants them where and as its weights are.
         vision = {k: v.to(device, dtype=model.dtype if v.is_floating_point() else None)
-                  for k, v in (vision or {}).items()}
+                  if isinstance(v, torch.Tensor) else v for k, v in (vision or {}).items()}
         cache = DynamicCache()
         # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab floats).
         logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,

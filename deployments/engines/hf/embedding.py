@@ -69,8 +69,8 @@ class _Input:
 
 
 class HFEmbeddingEngine(EmbeddingEngine):
-    def __init__(self, model_path: str, options: HFEmbeddingOptions) -> None:
-        self.options = options = options.resolved(given_gpu=False)  # the factory resolves `auto`
+    def __init__(self, model_path: str, options: HFEmbeddingOptions, given_gpu: bool = False) -> None:
+        self.options = options = options.resolved(given_gpu)  # `device: auto` takes a GPU Ray gave the replica
         self.device = torch.device(options.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
