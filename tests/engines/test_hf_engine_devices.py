@@ -1,8 +1,9 @@
 """The transformers engine on each device torch offers (`engine_options.device`): the CPU always, and a GPU where
-there is one. Tiny random models built here, so a GPU box needs no download and only torch, transformers,
-pydantic and pyyaml; run it there alone, without the session's fixtures:
-    python -m pytest -o addopts= --noconftest tests/engines/test_hf_engine_devices.py
-The tokenizer is SmolLM2's, from the embedded model, or from the folder `HF_ENGINE_TOKENIZER` names.
+there is one. Tiny random models built here, so a GPU box needs no download; run it there alone, without the
+session's fixtures, with torch, transformers, pydantic, pyyaml, numpy and pillow (xgrammar for the schema test):
+    HF_ENGINE_TOKENIZER=<folder> python -m pytest -o addopts= --noconftest tests/engines/test_hf_engine_devices.py
+The tokenizer is SmolLM2's: from the folder `HF_ENGINE_TOKENIZER` names (its tokenizer files and config.json),
+else converted from the embedded model (which needs the project's own install).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -91,12 +93,14 @@ def test_weights_and_decoding_are_on_the_device_named(engine):
 
 def test_a_batch_and_a_request_joining_it_match_transformers_generate_on_the_device(engine):
     """Left padding, per-row positions, a row joining mid-flight and rows leaving, on the device's tensors."""
-    first = [greedy(p, 24) for p in PROMPTS]
+    first = [greedy(p, 48) for p in PROMPTS]
     late = greedy("Tell me about the sea.", 8)
 
     async def overlapped():
         running = asyncio.gather(*[collect(engine.generate(r), 1) for r in first])
+        deadline = time.monotonic() + 60
         while engine.running_sequences < len(first):
+            assert time.monotonic() < deadline, "the first requests never ran together"
             await asyncio.sleep(0.001)
         joined = await collect(engine.generate(late), 1)  # joins, then leaves before the others end
         return [c.choices[0][0] for c in await running] + [joined.choices[0][0]]
