@@ -77,3 +77,13 @@ def test_rows_joining_and_leaving_keep_their_own_bias_holds_and_penalties():
     assert biased.sample(logits.clone()).tolist() == [1, 4, 4, 0, 1]  # the end allowed; token 0 now seen too
     biased.select([1, 3])
     assert biased.sample(LOGITS.repeat(2, 1)).tolist() == [4, 0]
+
+
+def test_bias_lists_of_different_lengths_join_and_each_row_keeps_its_own():
+    one = BatchSampler([SamplingParams(temperature=0.0, logit_bias=((2, 100.0),))], [[]], 5)
+    three = BatchSampler([SamplingParams(temperature=0.0, logit_bias=((4, -100.0), (0, -100.0), (3, 100.0))),
+                          SamplingParams(temperature=0.0, logit_bias=((4, -100.0),))], [[], []], 5)
+    one.extend(three)
+    assert one.sample(LOGITS.repeat(3, 1)).tolist() == [2, 3, 0]
+    one.select([0, 2])
+    assert one.sample(LOGITS.repeat(2, 1)).tolist() == [2, 0]

@@ -16,11 +16,12 @@ from serve_app.protocol.sampling import SamplingParams
 class BatchSampler:
     """Holds each row's parameters and token history; rows can be dropped as sequences finish."""
 
-    # [rows] parameters, and [rows, vocab] state kept only while some row needs it (zeros stand in for the rows
-    # that do not: they never read it).
+    # [rows] parameters; [rows, vocab] penalty state and [rows, k] token lists (logit_bias, the stop tokens held
+    # before min_tokens), each kept only while some row needs it (the rows that do not never change a logit).
     _ROW_TENSORS = ("_temperature", "_top_p", "_top_k", "_min_p", "_rep", "_presence", "_frequency", "_produced",
                     "_min_tokens", "_ignore_eos")
-    _DENSE = {"_seen": torch.bool, "_counts": torch.float32, "_bias": torch.float32, "_stops": torch.bool}
+    _DENSE = {"_seen": torch.bool, "_counts": torch.float32}
+    _LISTS = ("_bias_ids", "_bias_values", "_stop_ids", "_stop_live")
 
     def __init__(self, params: list[SamplingParams], prompts: list[list[int]], vocab_size: int,
                  matchers: list | None = None, grammars: Grammars | None = None,
@@ -43,22 +44,18 @@ class BatchSampler:
         self._min_tokens = torch.tensor([p.min_tokens for p in params], dtype=torch.long, **column)
         self._ignore_eos = torch.tensor([p.ignore_eos for p in params], dtype=torch.bool, **column)
         self._eos_ids = eos_ids
-        self._eos = _token_mask([[i for i in eos_ids if i < vocab_size]], vocab_size)[0].to(self._device)
+        self._eos = torch.tensor(sorted({i for i in eos_ids if 0 <= i < vocab_size}), dtype=torch.long, **column)
         self._generators = [_generator(p.seed, self._device) for p in params]
         # repetition_penalty looks at prompt and output (as vLLM); presence/frequency at output only (OpenAI).
         penalized = any(p.repetition_penalty != 1 or p.presence_penalty or p.frequency_penalty for p in params)
         self._seen = _token_mask(prompts, vocab_size).to(self._device) if penalized else None
         self._counts = torch.zeros(len(params), vocab_size, **column) if penalized else None
-        self._bias = None
-        if any(p.logit_bias for p in params):
-            bias = torch.zeros(len(params), vocab_size)
-            for row, p in enumerate(params):
-                for token, value in p.logit_bias:
-                    bias[row, token] = value
-            self._bias = bias.to(self._device)
+        self._bias_ids, self._bias_values = _token_lists([list(p.logit_bias) for p in params], vocab_size, 0.0,
+                                                         self._device)
         # stop_token_ids are held back, like the end of sequence, until a row has its min_tokens
-        held_stops = [list(p.stop_token_ids) if p.min_tokens else [] for p in params]
-        self._stops = _token_mask(held_stops, vocab_size).to(self._device) if any(held_stops) else None
+        self._stop_ids, self._stop_live = _token_lists(
+            [[(i, True) for i in p.stop_token_ids] if p.min_tokens else [] for p in params], vocab_size, False,
+            self._device)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -87,6 +84,15 @@ class BatchSampler:
             theirs = torch.zeros((len(other._params), self._vocab), dtype=dtype, device=self._device) \
                 if theirs is None else theirs
             setattr(self, name, torch.cat([mine, theirs]))
+        for ids, values in (("_bias_ids", "_bias_values"), ("_stop_ids", "_stop_live")):
+            mine, theirs = (getattr(self, ids), getattr(self, values)), (getattr(other, ids), getattr(other, values))
+            if mine[0] is None and theirs[0] is None:
+                continue
+            mine = _no_tokens(len(self._params), theirs) if mine[0] is None else mine
+            theirs = _no_tokens(len(other._params), mine) if theirs[0] is None else theirs
+            width = max(mine[0].shape[1], theirs[0].shape[1])
+            for name, a, b in zip((ids, values), mine, theirs, strict=True):
+                setattr(self, name, torch.cat([_widen(a, width), _widen(b, width)]))
         if not self._eos_ids:
             self._eos_ids, self._eos = other._eos_ids, other._eos
         self._params += other._params
@@ -100,7 +106,7 @@ class BatchSampler:
         self._params = [self._params[r] for r in rows]
         self._generators = [self._generators[r] for r in rows]
         self._matchers = [self._matchers[r] for r in rows]
-        for name in (*self._ROW_TENSORS, *self._DENSE):
+        for name in (*self._ROW_TENSORS, *self._DENSE, *self._LISTS):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
@@ -117,13 +123,18 @@ class BatchSampler:
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        if self._bias is not None:
-            logits = logits + self._bias
+        # Each row's listed tokens are read, changed and written back (a list pads with copies of its first entry,
+        # which write the same value).
+        if self._bias_ids is not None:
+            logits.scatter_(1, self._bias_ids, logits.gather(1, self._bias_ids) + self._bias_values)
         if self._holds:  # the end (and held stop tokens) forbidden to rows that must go on
             waiting = self._produced < self._min_tokens
-            logits = logits.masked_fill((waiting | self._ignore_eos).unsqueeze(1) & self._eos, float("-inf"))
-            if self._stops is not None:
-                logits = logits.masked_fill(waiting.unsqueeze(1) & self._stops, float("-inf"))
+            if self._eos.numel():
+                held = (waiting | self._ignore_eos).unsqueeze(1)
+                logits.index_copy_(1, self._eos, logits.index_select(1, self._eos).masked_fill(held, float("-inf")))
+            if self._stop_ids is not None:
+                held = waiting.unsqueeze(1) & self._stop_live
+                logits.scatter_(1, self._stop_ids, logits.gather(1, self._stop_ids).masked_fill(held, float("-inf")))
         if self._grammars is not None:
             self._grammars.mask(logits, self._matchers)
         if self._counts is not None:
@@ -159,6 +170,30 @@ class BatchSampler:
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         filtered = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
         return filtered.softmax(dim=-1)
+
+
+def _token_lists(rows: list[list[tuple[int, object]]], vocab_size: int, none, device: torch.device):
+    """Per row, (token id, value) pairs as [rows, k] ids and values, padded with copies of the row's first pair;
+    a row without pairs gets (0, `none`), which changes nothing. (None, None) when no row has any."""
+    rows = [[(i, v) for i, v in pairs if 0 <= i < vocab_size] for pairs in rows]
+    width = max((len(pairs) for pairs in rows), default=0)
+    if not width:
+        return None, None
+    padded = [(pairs + pairs[:1] * (width - len(pairs))) if pairs else [(0, none)] * width for pairs in rows]
+    ids = torch.tensor([[i for i, _ in pairs] for pairs in padded], dtype=torch.long, device=device)
+    values = torch.tensor([[v for _, v in pairs] for pairs in padded], device=device)
+    return ids, values
+
+
+def _no_tokens(rows: int, like: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lists for `rows` rows that change nothing, shaped and typed as `like`'s."""
+    ids, values = like
+    return ids.new_zeros((rows, 1)), values.new_zeros((rows, 1))
+
+
+def _widen(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """Pad [rows, k] to [rows, width] with copies of the first column."""
+    return torch.cat([tensor, tensor[:, :1].expand(-1, width - tensor.shape[1])], dim=1)
 
 
 def _token_mask(rows: list[list[int]], vocab_size: int) -> torch.Tensor:
