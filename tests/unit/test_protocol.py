@@ -51,6 +51,8 @@ def test_max_completion_tokens_wins_over_max_tokens():
     # digits int() refuses (a superscript two, an Arabic-Indic three), past its 4,300-digit limit, past 32 bits
     *[({"model": "m", "messages": MSG, "logit_bias": {key: 1}}, "logit_bias", "token ids")
       for key in ("\u00b2", "\u0663", "9" * 5000, str(2**31))],
+    # one token named twice ("5" and "05"): which bias wins would depend on the rows batched beside it
+    ({"model": "m", "messages": MSG, "logit_bias": {"5": -100, "05": 100}}, "logit_bias", "token id 5 more than once"),
 ])
 def test_bad_chat_bodies_name_the_param(body, param, fragment):
     with pytest.raises(InvalidRequest) as err:

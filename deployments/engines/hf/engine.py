@@ -89,7 +89,9 @@ class HFTextEngine(TextEngine):
     def __init__(self, model_path: str, options: HFEngineOptions, multimodal: bool = False,
                  given_gpu: bool = False) -> None:
         """`given_gpu`: Ray gave this replica a GPU (deployments/engines/factory.py), which `device: auto` takes."""
-        self.options = options.resolved(given_gpu, torch.cuda.is_bf16_supported(including_emulation=False))
+        on_gpu = options.device == "cuda" or (options.device == "auto" and given_gpu)
+        # asked only for a GPU it will use: asking starts CUDA, also in a CPU replica that sees a node's GPUs
+        self.options = options.resolved(given_gpu, on_gpu and torch.cuda.is_bf16_supported(including_emulation=False))
         self.device = torch.device(self.options.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
