@@ -216,13 +216,18 @@ def test_a_failure_after_the_start_is_a_failed_response():
     assert failed["response"]["status"] == "failed" and failed["response"]["error"]["code"] == "model_unavailable"
 
 
-@pytest.fixture
-def reasoning_gateway(tmp_path, monkeypatch):
+def gateway_client(tmp_path, monkeypatch, model: ServedModel) -> TestClient:
+    """The gateway in-process, serving `model`, called with key `k`; its state kept in tmp_path."""
     monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
-    model = ServedModel("qwen3", "text", "me", ThinkingBackend(PIECES), reasoning_parser="qwen3")
     app = create_asgi_app(ModelRegistry([model]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
                           LimitsConfig(), RateLimiterServer())
-    with TestClient(app, headers={"x-api-key": "k"}) as client:
+    return TestClient(app, headers={"x-api-key": "k"})
+
+
+@pytest.fixture
+def reasoning_gateway(tmp_path, monkeypatch):
+    model = ServedModel("qwen3", "text", "me", ThinkingBackend(PIECES), reasoning_parser="qwen3")
+    with gateway_client(tmp_path, monkeypatch, model) as client:
         yield client
 
 
@@ -246,11 +251,7 @@ class FailingBackend:
 
 
 def test_a_stream_that_fails_midway_ends_with_response_failed(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
-    model = ServedModel("m", "text", "me", FailingBackend())
-    app = create_asgi_app(ModelRegistry([model]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
-                          LimitsConfig(), RateLimiterServer())
-    with TestClient(app, headers={"x-api-key": "k"}) as client:
+    with gateway_client(tmp_path, monkeypatch, ServedModel("m", "text", "me", FailingBackend())) as client:
         r = client.post("/v1/responses", json={"model": "m", "input": "2+2?", "stream": True})
         lines = r.text.strip().splitlines()
         assert lines[-2] == "event: response.failed" and "[DONE]" not in r.text
@@ -283,11 +284,7 @@ class CountingBackend:
 
 
 def test_input_tokens_checks_the_request_as_create_does(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENDPOINT_STATE_DIR", str(tmp_path))
-    model = ServedModel("m", "text", "me", CountingBackend())
-    app = create_asgi_app(ModelRegistry([model]), KeyStore([APIKey(name="k", sha256=hash_key("k"))]),
-                          LimitsConfig(), RateLimiterServer())
-    with TestClient(app, headers={"x-api-key": "k"}) as client:
+    with gateway_client(tmp_path, monkeypatch, ServedModel("m", "text", "me", CountingBackend())) as client:
         counted = client.post("/v1/responses/input_tokens", json={"model": "m", "input": "hi", "instructions": "x"})
         assert counted.json() == {"object": "response.input_tokens", "input_tokens": 14}
         for extra, param in (({"reasoning": {"effort": "low"}}, "reasoning"),
