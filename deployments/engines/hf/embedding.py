@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoTokenizer
 from deployments.engines.base import EmbeddingEngine
 from deployments.engines.compute_priority import lower_this_thread
 from deployments.engines.embedding_inputs import EmbeddingTokenizer
+from deployments.engines.hf.device import placed
 from deployments.engines.options import HFEmbeddingOptions
 from serve_app.contract import Embeddings
 from serve_app.errors import InvalidRequest
@@ -70,10 +71,8 @@ class _Input:
 
 class HFEmbeddingEngine(EmbeddingEngine):
     def __init__(self, model_path: str, options: HFEmbeddingOptions, given_gpu: bool = False) -> None:
-        self.options = options = options.resolved(given_gpu)  # `device: auto` takes a GPU Ray gave the replica
-        self.device = torch.device(options.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
+        options, self.device = placed(options, given_gpu)  # `device: auto` takes a GPU Ray gave the replica
+        self.options = options
         if options.torch_threads:
             torch.set_num_threads(options.torch_threads)
         folder = Path(model_path)

@@ -26,6 +26,7 @@ from deployments.engines.base import TextEngine
 from deployments.engines.chat_prompt import TextRequest, completion_cap, encode_chat, encode_multimodal
 from deployments.engines.compute_priority import lower_this_thread
 from deployments.engines.hf.batch import RunningBatch
+from deployments.engines.hf.device import placed
 from deployments.engines.hf.grammar import Grammars
 from deployments.engines.hf.incremental_text import IncrementalText
 from deployments.engines.options import HFEngineOptions
@@ -89,12 +90,7 @@ class HFTextEngine(TextEngine):
     def __init__(self, model_path: str, options: HFEngineOptions, multimodal: bool = False,
                  given_gpu: bool = False) -> None:
         """`given_gpu`: Ray gave this replica a GPU (deployments/engines/factory.py), which `device: auto` takes."""
-        on_gpu = options.device == "cuda" or (options.device == "auto" and given_gpu)
-        # asked only for a GPU it will use: asking starts CUDA, also in a CPU replica that sees a node's GPUs
-        self.options = options.resolved(given_gpu, on_gpu and torch.cuda.is_bf16_supported(including_emulation=False))
-        self.device = torch.device(self.options.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("engine_options.device is cuda, but torch sees no GPU in this replica")
+        self.options, self.device = placed(options, given_gpu)
         if self.options.torch_threads:
             torch.set_num_threads(self.options.torch_threads)
         # Prompts are encoded on the event loop (text) or a helper thread (images) by the processor/tokenizer.
