@@ -78,10 +78,11 @@ class SamplingRequest(BaseModel):
         if bias is not None and (len(bias) > MAX_LOGIT_BIAS or not all(
                 k.isascii() and k.isdecimal() and len(k) <= 10 and int(k) < 2**31 for k in bias)):
             raise ValueError(f"logit_bias maps at most {MAX_LOGIT_BIAS} token ids (as strings of digits) to biases")
-        named = [int(k) for k in bias or {}]
-        if len(set(named)) < len(named):  # "5" and "05": one token given two biases
-            twice = next(i for i in named if named.count(i) > 1)
-            raise ValueError(f"logit_bias names token id {twice} more than once")
+        named: set[int] = set()
+        for token in map(int, bias or {}):  # "5" and "05": one token given two biases
+            if token in named:
+                raise ValueError(f"logit_bias names token id {token} more than once")
+            named.add(token)
         return bias
 
     def sampling(self) -> SamplingParams:
