@@ -2,7 +2,8 @@
 
 Row parameters live as tensors on the logits' device, built when rows join or leave; a step applies them with a few
 whole-batch operations. Indexing a GPU tensor with a Python list copies the list to the GPU first, which waits for
-the GPU's queued work, so a step never does that; which path a step takes is read from the Python parameters.
+the GPU's queued work, so a step does not index that way; which path a step takes is read from the Python
+parameters. (A constrained row's grammar mask is filled on the CPU and copied over: grammar.py.)
 """
 
 from __future__ import annotations
